@@ -37,11 +37,14 @@ class Settings:
     lp_time_limit : seconds allowed to one LP solve before ``SolverError``.
     lp_threads : threads HiGHS may use (0: its default).
     lp_retries : how many times a solve that ends in an unclear status is retried with other options.
+    lp_small_matrix_value : HiGHS drops constraint-matrix entries of smaller magnitude; kept far below
+        ``feasibility_tol`` so that a unit-norm row is passed to the solver as it is (1e-12 is HiGHS's least).
     chunk_size : rows per chunk when streaming batches (patterns, bounds).
     max_vertex_dim : largest affine dimension for which vertices are enumerated.
     exact_volume_dim : largest affine dimension for which volume is computed exactly.
     volume_samples : hit-and-run samples per phase of the volume estimator.
     hit_and_run_burn_in, hit_and_run_thin : Markov chain settings of ``Polytope.sample``.
+    hit_and_run_chains : largest number of independent hit-and-run chains advanced side by side.
     """
 
     feasibility_tol: float = 1e-9
@@ -52,12 +55,14 @@ class Settings:
     lp_time_limit: float = 120.0
     lp_threads: int = 0
     lp_retries: int = 2
+    lp_small_matrix_value: float = 1e-12
     chunk_size: int = 4096
     max_vertex_dim: int = 8
     exact_volume_dim: int = 6
     volume_samples: int = 4000
     hit_and_run_burn_in: int = 200
     hit_and_run_thin: int = 10
+    hit_and_run_chains: int = 256
 
     def replace(self, **changes) -> "Settings":
         """A copy with ``changes`` applied; unknown names raise ``TypeError``."""

@@ -1,0 +1,649 @@
+"""The polytope ``{x in R^d : A x <= b, E x = f}``: an immutable H-form with lazily computed facts.
+
+Every fact that needs an LP (emptiness, affine hull, Chebyshev ball, boundedness, minimal form) is
+computed on first use and cached; the object itself never changes. Lower-dimensional polytopes are
+handled through their affine hull ``{x0 + Z w}``: there the inequalities form a full-dimensional
+system in ``w``, on which vertices, volume and sampling work.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from functools import cached_property
+
+import numpy as np
+import scipy.linalg
+import scipy.sparse
+
+from ..errors import EmptyDomainError, Infeasible, ShapeError, SolverError, Unbounded
+from ..settings import current
+from . import linalg, sampling, volume
+from .cones import recession_cone_is_trivial
+from .lp import LPModel, solve_lp
+
+__all__ = ["Polytope", "AffineHull", "Volume", "as_generator"]
+
+_log = logging.getLogger(__name__)
+
+# Rays shot at once by _facets_hit_by_rays: a batch holds rays x rows floats.
+_RAYS_PER_BATCH = 256
+
+
+def as_generator(rng) -> np.random.Generator:
+    """A numpy Generator from ``rng``: a Generator (used as is), an int seed, or None (seed 0).
+
+    None means seed 0, not fresh entropy: every random answer of the library is reproducible.
+    """
+    if rng is None:
+        return np.random.default_rng(0)
+    if isinstance(rng, np.random.Generator):
+        return rng
+    if isinstance(rng, (int, np.integer)) and not isinstance(rng, bool):
+        return np.random.default_rng(int(rng))
+    raise TypeError(f"rng must be a numpy Generator, an int seed or None, got {type(rng).__name__}")
+
+
+@dataclass(frozen=True, eq=False)
+class AffineHull:
+    """The affine hull ``{x0 + Z w : w in R^k}`` of a nonempty polytope P, and P in those coordinates.
+
+    Attributes
+    ----------
+    point : (d,) float64, x0, a point of the hull (near P's relative interior).
+    basis : (d, k) float64, Z, orthonormal columns.
+    A : (m', k) float64, unit-norm rows; b : (m',) float64. ``P = {x0 + Z w : A w <= b}``, a
+        full-dimensional system in R^k (implicit equalities removed).
+    rows : (m',) int, the row of the polytope's A behind each row here.
+    implicit : (q,) int, the rows of the polytope's A that hold with equality on all of P.
+    """
+
+    point: np.ndarray
+    basis: np.ndarray
+    A: np.ndarray
+    b: np.ndarray
+    rows: np.ndarray
+    implicit: np.ndarray
+
+    @property
+    def dim(self) -> int:
+        """k, the dimension of the hull."""
+        return self.basis.shape[1]
+
+    def to_ambient(self, W: np.ndarray) -> np.ndarray:
+        """Map reduced coordinates W (n, k) to points (n, d): ``x0 + W Z^T``."""
+        return self.point + np.asarray(W, dtype=np.float64) @ self.basis.T
+
+
+@dataclass(frozen=True)
+class Volume:
+    """A volume with its evidence: ``value``, its standard error, and whether it is exact.
+
+    ``float(v)`` gives the value. ``exact`` volumes have ``stderr == 0.0``.
+    """
+
+    value: float
+    stderr: float
+    exact: bool
+
+    def __float__(self) -> float:
+        return float(self.value)
+
+
+class Polytope:
+    """The set ``{x in R^d : A x <= b, E x = f}``, immutable, float64.
+
+    Parameters
+    ----------
+    A : (m, d) array_like, finite. b : (m,) array_like; ``+inf`` entries drop their row, ``-inf``
+        makes the set empty, NaN is refused.
+    E : (p, d) array_like, finite, or None. f : (p,) array_like, finite, or None (both or neither).
+
+    On construction every row of A is scaled to unit Euclidean norm (b with it), likewise E and f.
+    A zero row ``0 <= b_i`` is dropped when met (``b_i >= -feasibility_tol``) and otherwise makes the
+    set empty; a zero row of E likewise with ``|f_i| <= feasibility_tol``. A set found empty this way
+    is stored as the canonical empty system ``x_1 <= -1, -x_1 <= -1``, so that ``(A, b, E, f)``
+    always describes the set exactly.
+
+    Attributes
+    ----------
+    A : (m, d), b : (m,), E : (p, d), f : (p,): read-only float64 arrays, rows normalised.
+    dim_ambient : d. n_ineq : m. n_eq : p.
+
+    Facts found by LPs use the settings in force when they are first asked for, and are then cached.
+    """
+
+    def __init__(self, A, b, E=None, f=None):
+        A = _finite_matrix(A, "A")
+        d = A.shape[1]
+        if d < 1:
+            raise ShapeError(f"A must have at least one column (the ambient dimension), got shape {A.shape}")
+        b = _right_hand_side(b, A.shape[0], "b", "A", A.shape)
+        if (E is None) != (f is None):
+            raise ShapeError("E and f must be given together (or both left None)")
+        if E is None:
+            E, f = np.zeros((0, d)), np.zeros(0)
+        E = _finite_matrix(E, "E")
+        if E.shape[1] != d:
+            raise ShapeError(f"E must have {d} columns like A {A.shape}, got shape {E.shape}")
+        f = _right_hand_side(f, E.shape[0], "f", "E", E.shape)
+        if not np.all(np.isfinite(f)):
+            raise ValueError(f"f contains {f[~np.isfinite(f)][0]!r} at index {int(np.argmax(~np.isfinite(f)))}")
+        tol = current().feasibility_tol
+        A, b, empty_a = _normalise_inequalities(A, b, tol)
+        E, f, empty_e = _normalise_equalities(E, f, tol)
+        if empty_a or empty_e:
+            A, b, E, f = _empty_system(d)
+        self._set_arrays(A, b, E, f, empty_a or empty_e)
+
+    def _set_arrays(self, A, b, E, f, empty: bool) -> None:
+        for array in (A, b, E, f):
+            array.setflags(write=False)
+        self.__dict__.update(A=A, b=b, E=E, f=f, _empty_by_construction=empty)
+
+    def __setattr__(self, name, value):
+        raise AttributeError(f"Polytope is immutable; cannot set {name!r}")
+
+    def __delattr__(self, name):
+        raise AttributeError(f"Polytope is immutable; cannot delete {name!r}")
+
+    def __reduce__(self):
+        return _restore, (self.A, self.b, self.E, self.f, self._empty_by_construction)
+
+    @property
+    def dim_ambient(self) -> int:
+        """d, the dimension of the space the polytope lives in."""
+        return self.A.shape[1]
+
+    @property
+    def n_ineq(self) -> int:
+        """m, the number of inequality rows."""
+        return self.A.shape[0]
+
+    @property
+    def n_eq(self) -> int:
+        """p, the number of equality rows."""
+        return self.E.shape[0]
+
+    def __repr__(self) -> str:
+        state = ", empty" if self._empty_by_construction else ""
+        return f"Polytope(d={self.dim_ambient}, n_ineq={self.n_ineq}, n_eq={self.n_eq}{state})"
+
+    # ----------------------------------------------------------------- facts decided by LPs
+
+    def is_empty(self) -> bool:
+        """True iff no point satisfies the constraints (one feasibility LP, cached)."""
+        return self._feasible_point is None
+
+    @cached_property
+    def _equality_frame(self) -> tuple[np.ndarray, np.ndarray] | None:
+        """``(x_p, Z)`` with ``{E x = f} = {x_p + Z w}``, Z (d, k) orthonormal; None if inconsistent.
+
+        The equalities are eliminated here, by least squares and an SVD under the one rank rule, before
+        any LP sees the system: an overdetermined E that is consistent only up to round-off (the active
+        units of a wide layer) is then never declared infeasible by the solver's presolve.
+        """
+        d = self.dim_ambient
+        if self.n_eq == 0:
+            return np.zeros(d), np.eye(d)
+        x_p, residual = linalg.least_squares(self.E, self.f)
+        if residual > current().feasibility_tol * max(1.0, float(np.max(np.abs(x_p)))):
+            return None
+        return x_p, linalg.null_space(self.E)
+
+    @cached_property
+    def _reduced(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray] | None:
+        """P on the flat ``{E x = f}``: ``(x_p, Z, A_r, b_r, flat)`` with ``P = {x_p + Z w : A_r w <= b_r}``.
+
+        ``flat`` marks the rows of A that are constant on the flat (normal in the span of E); they are
+        zero rows of A_r. None if the equalities are inconsistent.
+        """
+        frame = self._equality_frame
+        if frame is None:
+            return None
+        x_p, Z = frame
+        A_r = linalg.restrict_rows(self.A, Z)
+        b_r = self.b - self.A @ x_p
+        return x_p, Z, A_r, b_r, ~A_r.any(axis=1)
+
+    @cached_property
+    def _feasible_point(self) -> np.ndarray | None:
+        if self._empty_by_construction or self._reduced is None:
+            return None
+        x_p, Z, A_r, b_r, flat = self._reduced
+        if np.any(b_r[flat] < -current().feasibility_tol):
+            return None
+        if Z.shape[1] == 0 or np.all(flat):
+            return x_p
+        try:
+            w = solve_lp(np.zeros(Z.shape[1]), A_ub=A_r[~flat], b_ub=b_r[~flat]).x
+        except Infeasible:
+            return None
+        return x_p + Z @ w
+
+    def affine_hull(self) -> AffineHull:
+        """The affine hull of P with P's inequalities in its coordinates; EmptyDomainError if P is empty."""
+        hull = self._hull
+        if hull is None:
+            raise EmptyDomainError(f"{self!r} is empty: it has no affine hull")
+        return hull
+
+    @cached_property
+    def _hull(self) -> AffineHull | None:
+        """The affine hull, or None if P is empty; found with two LPs (see _implicit_rows)."""
+        found = self._implicit_rows()
+        if found is None:
+            return None
+        interior, implicit = found
+        settings = current()
+        M = np.vstack([self.E, self.A[implicit]])
+        g = np.concatenate([self.f, self.b[implicit]])
+        basis = linalg.null_space(M)
+        # The affine hull is {M x = g}; x0 is the LP's relative-interior point projected onto it.
+        correction, _ = linalg.least_squares(M, g - M @ interior)
+        point = interior + correction
+        rows = np.setdiff1d(np.arange(self.n_ineq), implicit)
+        reduced = self.A[rows] @ basis
+        norms = np.linalg.norm(reduced, axis=1)
+        # A row whose normal lies in the span of the equalities is constant on the hull; it is not
+        # implicit, so that constant is a positive slack and the row constrains nothing there.
+        keep = norms > settings.rank_rtol
+        with np.errstate(over="ignore"):
+            reduced_b = (self.b[rows[keep]] - self.A[rows[keep]] @ point) / norms[keep]
+        finite = reduced_b < np.inf  # a bound beyond float range constrains nothing
+        rows = rows[keep][finite]
+        reduced_A = reduced[keep][finite] / norms[keep][finite, None]
+        reduced_b = reduced_b[finite]
+        arrays = (point, basis, reduced_A, reduced_b, rows, implicit)
+        for array in arrays:
+            array.setflags(write=False)
+        return AffineHull(*arrays)
+
+    def _implicit_rows(self) -> tuple[np.ndarray, np.ndarray] | None:
+        """A relative-interior point of P and the indices of its implicit equalities; None if P is empty.
+
+        From a feasible point x_f (the cached feasibility LP), with ``y = x - x_f`` and the slacks
+        ``c = b - A x_f >= 0`` clipped to at most 1, one LP in (y, s, lam)::
+
+            A y + s <= lam c,   E y = 0,   0 <= s <= 1,   1 <= lam <= 1 / interior_tol,   max sum(s).
+
+        Clipping c replaces P by ``P' = P ∩ {a_i x <= a_i x_f + 1 where c_i > 1}``, which holds
+        ``P ∩ B(x_f, 1)`` (unit rows), so a row is implicit for P' iff it is for P (a point of P with
+        positive slack on row i gives such points on the segment from x_f, near x_f), and it keeps the
+        LP's numbers of order one whatever the size of b. For any feasible (y, s, lam), ``y / lam`` is in
+        P' and ``a_i y / lam <= c_i - s_i / lam``. On an implicit row every point of P' has
+        ``a_i y / lam = c_i``, which forces ``s_i = 0``. If y* is a relative-interior point of P', every
+        other row has slack ``sigma_i > 0`` there, and ``y = lam y*`` with ``lam = 1 / min sigma_i``
+        gives ``s_i = 1`` on all of them at once. So the optimum has s_i = 1 on the non-implicit rows
+        and 0 on the implicit ones; the threshold 1/2 separates them with room for rounding. The cap on
+        lam makes a row whose slack cannot exceed about ``interior_tol`` count as implicit.
+        """
+        x_f = self._feasible_point
+        if x_f is None:
+            return None
+        settings = current()
+        d, m = self.dim_ambient, self.n_ineq
+        slack = np.clip(self.b - self.A @ x_f, 0.0, 1.0)
+        A_ub = scipy.sparse.hstack([scipy.sparse.csr_matrix(self.A), scipy.sparse.identity(m),
+                                    scipy.sparse.csr_matrix(-slack[:, None])], format="csr")
+        A_eq = scipy.sparse.hstack([scipy.sparse.csr_matrix(self.E), scipy.sparse.csr_matrix((self.n_eq, m + 1))],
+                                   format="csr")
+        cost = np.concatenate([np.zeros(d), np.ones(m), [0.0]])
+        lower = np.concatenate([np.full(d, -np.inf), np.zeros(m), [1.0]])
+        upper = np.concatenate([np.full(d, np.inf), np.ones(m), [1.0 / settings.interior_tol]])
+        try:
+            result = solve_lp(cost, A_ub=A_ub, b_ub=np.zeros(m), A_eq=A_eq, b_eq=np.zeros(self.n_eq),
+                              lb=lower, ub=upper, maximize=True)
+        except Infeasible as error:
+            raise SolverError(f"{self!r}: the implicit-equality LP is infeasible although the polytope "
+                              "has a feasible point; the system is too ill-conditioned") from error
+        lam = result.x[-1]
+        slack_indicator = result.x[d:d + m]
+        return x_f + result.x[:d] / lam, np.flatnonzero(slack_indicator < 0.5)
+
+    @property
+    def dim(self) -> int:
+        """The affine dimension of P; -1 if P is empty."""
+        hull = self._hull
+        return -1 if hull is None else hull.dim
+
+    def is_bounded(self) -> bool:
+        """True iff P is bounded (the empty set is). Decided by the recession cone ``{A v <= 0, E v = 0}``."""
+        return self._bounded
+
+    @cached_property
+    def _bounded(self) -> bool:
+        if self.is_empty():
+            return True
+        return recession_cone_is_trivial(self.A, self.E)
+
+    @property
+    def kind(self) -> str:
+        """One of "empty", "point", "bounded", "unbounded"."""
+        if self.is_empty():
+            return "empty"
+        if self.dim == 0:
+            return "point"
+        return "bounded" if self.is_bounded() else "unbounded"
+
+    @cached_property
+    def _ball(self) -> tuple[np.ndarray, float]:
+        """Chebyshev centre (k,) and radius of the reduced system ``A w <= b`` of the affine hull."""
+        hull = self.affine_hull()
+        k = hull.dim
+        if k == 0:
+            return np.zeros(0), 0.0
+        if hull.A.shape[0] == 0:
+            return np.zeros(k), np.inf
+        A_ub = np.hstack([hull.A, np.ones((hull.A.shape[0], 1))])
+        cost = np.concatenate([np.zeros(k), [1.0]])
+        lower = np.concatenate([np.full(k, -np.inf), [0.0]])
+        try:
+            try:
+                result = solve_lp(cost, A_ub=A_ub, b_ub=hull.b, lb=lower, maximize=True)
+                return result.x[:k], float(result.x[k])
+            except Unbounded:
+                # Balls of every radius fit; one of radius 1 gives the interior point to return.
+                upper = np.concatenate([np.full(k, np.inf), [1.0]])
+                result = solve_lp(cost, A_ub=A_ub, b_ub=hull.b, lb=lower, ub=upper, maximize=True)
+                return result.x[:k], np.inf
+        except Infeasible as error:
+            raise SolverError(f"{self!r}: the Chebyshev LP of a nonempty polytope was declared infeasible; "
+                              "the system is too ill-conditioned") from error
+
+    def chebyshev(self) -> tuple[np.ndarray, float]:
+        """The centre (d,) and radius of the largest ball inside P within the affine set ``{E x = f}``.
+
+        The ball's radius is measured along that affine set (rows of A projected on null(E)).
+        Radius 0.0 when P is lower-dimensional than ``{E x = f}`` (the centre is then a relative-interior
+        point); ``np.inf`` when P holds balls of every radius (the centre is then some interior point).
+        Raises EmptyDomainError if P is empty.
+        """
+        hull = self.affine_hull()
+        centre, radius = self._ball
+        point = hull.to_ambient(centre[None, :])[0]
+        if hull.dim < self._equality_dim:
+            return point, 0.0
+        return point, radius
+
+    @cached_property
+    def _equality_dim(self) -> int:
+        """The dimension of the affine set ``{E x = f}``: d - rank(E)."""
+        return self.dim_ambient - linalg.rank(self.E)
+
+    def relative_interior_point(self) -> np.ndarray:
+        """A point (d,) of P's relative interior: the Chebyshev centre within the affine hull.
+
+        For a single point (dim 0) it is that point. Raises EmptyDomainError if P is empty.
+        """
+        hull = self.affine_hull()
+        return hull.to_ambient(self._ball[0][None, :])[0]
+
+    # ----------------------------------------------------------------- minimal H-form
+
+    def minimal(self) -> "Polytope":
+        """An equivalent polytope in minimal H-form (cached).
+
+        Implicit equalities become equalities, the equalities are reduced to independent rows (of
+        ``[E; implicit rows of A]``, chosen by pivoted QR), and redundant inequalities are removed. Exact
+        duplicate rows are merged first (the tightest kept), and rows that rays shot from a relative-interior
+        point prove to be facets are kept without an LP (see ``_facets_hit_by_rays``). Every other
+        candidate row i is relaxed and ``a_i . x`` maximised on one warm-started LPModel; the row is
+        redundant iff that maximum is ``<= b_i + feasibility_tol``, and a redundant row is dropped before
+        the next is tested, so of several copies of a facet exactly one remains. A row whose LP ends
+        without a proof is kept (the set stays exact). The empty set gives the canonical empty system.
+        """
+        return self._minimal_form
+
+    @cached_property
+    def _minimal_form(self) -> "Polytope":
+        d = self.dim_ambient
+        if self.is_empty():
+            return _restore(*_empty_system(d), True)
+        hull = self.affine_hull()
+        tol = current().feasibility_tol
+        M = np.vstack([self.E, self.A[hull.implicit]])
+        g = np.concatenate([self.f, self.b[hull.implicit]])
+        codim = d - hull.dim
+        if codim > 0:
+            _, _, pivots = scipy.linalg.qr(M.T, mode="economic", pivoting=True)
+            chosen = np.sort(pivots[:codim])
+            E, f = M[chosen], g[chosen]
+        else:
+            E, f = np.zeros((0, d)), np.zeros(0)
+        A, b = _tightest_copies(self.A[hull.rows], self.b[hull.rows])
+        keep = np.ones(b.size, dtype=bool)
+        if b.size:
+            facet = _facets_hit_by_rays(A, b, self.relative_interior_point(), hull.basis, tol)
+            model = LPModel(d, A_ub=A, b_ub=b, A_eq=E, b_eq=f)
+            for i in np.flatnonzero(~facet):
+                # Row i is relaxed to a bound strictly above b_i in float64 (even for a huge b_i), so the
+                # LP can exceed b_i where the row matters, while the objective a_i.x stays bounded by the
+                # relaxed row itself: every LP here has an optimum.
+                model.set_row_upper(i, b[i] + max(1.0, abs(b[i])))
+                try:
+                    maximum = model.maximize(A[i]).value
+                except SolverError as error:
+                    _log.warning("minimal(): row %d kept, its redundancy LP gave no proof: %s", i, error)
+                    model.restore_row(i)
+                    continue
+                if maximum <= b[i] + tol:
+                    keep[i] = False
+                    model.set_row_upper(i, np.inf)
+                else:
+                    model.restore_row(i)
+        result = _restore(np.ascontiguousarray(A[keep]), np.ascontiguousarray(b[keep]),
+                          np.ascontiguousarray(E), np.ascontiguousarray(f), False)
+        result.__dict__["_minimal_form"] = result
+        return result
+
+    # ----------------------------------------------------------------- membership and set operations
+
+    def contains(self, X, tol: float | None = None):
+        """Membership within ``tol`` (default ``feasibility_tol``): ``A x <= b + tol``, ``|E x - f| <= tol``.
+
+        X : (n, d) -> (n,) bool, or (d,) -> bool. This tests the H-form as given (no LP).
+        """
+        tol = current().feasibility_tol if tol is None else float(tol)
+        X = np.asarray(X, dtype=np.float64)
+        single = X.ndim == 1
+        points = X[None, :] if single else X
+        if points.ndim != 2 or points.shape[1] != self.dim_ambient:
+            raise ShapeError(f"points must have shape (n, {self.dim_ambient}) or ({self.dim_ambient},), "
+                             f"got {X.shape}")
+        inside = np.all(points @ self.A.T <= self.b + tol, axis=1)
+        inside &= np.all(np.abs(points @ self.E.T - self.f) <= tol, axis=1)
+        return bool(inside[0]) if single else inside
+
+    def intersect(self, other: "Polytope") -> "Polytope":
+        """The intersection with another Polytope in the same space."""
+        if not isinstance(other, Polytope):
+            raise TypeError(f"can only intersect with a Polytope, got {type(other).__name__}")
+        if other.dim_ambient != self.dim_ambient:
+            raise ShapeError(f"cannot intersect polytopes in R^{self.dim_ambient} and R^{other.dim_ambient}")
+        return self.with_constraints(other.A, other.b, other.E, other.f)
+
+    def with_constraints(self, A2, b2, E2=None, f2=None) -> "Polytope":
+        """P with the extra rows ``A2 x <= b2`` (A2: (r, d)) and ``E2 x = f2`` (E2: (q, d), optional)."""
+        d = self.dim_ambient
+        A2 = _finite_matrix(A2, "A2")
+        if A2.shape[1] != d:
+            raise ShapeError(f"A2 must have {d} columns, got shape {A2.shape}")
+        if (E2 is None) != (f2 is None):
+            raise ShapeError("E2 and f2 must be given together (or both left None)")
+        E2 = np.zeros((0, d)) if E2 is None else _finite_matrix(E2, "E2")
+        f2 = np.zeros(0) if f2 is None else f2
+        if E2.shape[1] != d:
+            raise ShapeError(f"E2 must have {d} columns, got shape {E2.shape}")
+        b2 = _right_hand_side(b2, A2.shape[0], "b2", "A2", A2.shape)
+        f2 = _right_hand_side(f2, E2.shape[0], "f2", "E2", E2.shape)
+        return Polytope(np.vstack([self.A, A2]), np.concatenate([self.b, b2]),
+                        np.vstack([self.E, E2]), np.concatenate([self.f, f2]))
+
+    # ----------------------------------------------------------------- vertices, volume, samples
+
+    def vertices(self) -> np.ndarray:
+        """The vertices (v, d) of a bounded P of dimension <= ``max_vertex_dim``; (0, d) if P is empty.
+
+        Raises ValueError for an unbounded P or one of too high dimension.
+        """
+        if self.is_empty():
+            return np.zeros((0, self.dim_ambient))
+        if not self.is_bounded():
+            raise ValueError(f"{self!r} is unbounded: it has no finite vertex description")
+        hull = self.affine_hull()
+        limit = current().max_vertex_dim
+        if hull.dim > limit:
+            raise ValueError(f"vertex enumeration refused: P has dimension {hull.dim} > max_vertex_dim = {limit}")
+        if hull.dim == 0:
+            return hull.point[None, :].copy()
+        return hull.to_ambient(volume.vertices(hull.A, hull.b, self._ball[0]))
+
+    def volume(self, relative: bool = False, rng=None) -> Volume:
+        """The volume of P, with its standard error.
+
+        relative=False: the d-dimensional Lebesgue volume (0.0 when dim < d). relative=True: the
+        dim-dimensional volume within P's affine hull (1.0 for a point). Exact (vertices and convex hull)
+        when dim <= ``exact_volume_dim``, else the Monte Carlo estimate seeded by ``rng`` (see
+        :func:`as_generator`). Unbounded P: ``inf`` (0.0 when dim < d and not relative). Empty: 0.0.
+        """
+        if self.is_empty():
+            return Volume(0.0, 0.0, True)
+        k = self.dim
+        if not relative and k < self.dim_ambient:
+            return Volume(0.0, 0.0, True)
+        if not self.is_bounded():
+            return Volume(np.inf, 0.0, True)
+        if k == 0:
+            return Volume(1.0, 0.0, True)
+        hull = self.affine_hull()
+        centre, radius = self._ball
+        if k <= current().exact_volume_dim:
+            return Volume(volume.exact_volume(hull.A, hull.b, centre), 0.0, True)
+        estimate, stderr = volume.estimate_volume(hull.A, hull.b, centre, radius, as_generator(rng))
+        return Volume(estimate, stderr, False)
+
+    def sample(self, n: int, rng=None) -> np.ndarray:
+        """``n`` points (n, d), uniform on P (also when P is lower-dimensional), by hit-and-run.
+
+        rng: a numpy Generator, an int seed, or None (seed 0; see :func:`as_generator`).
+        Raises EmptyDomainError if P is empty, ValueError if P is unbounded.
+        """
+        n = int(n)
+        if n < 0:
+            raise ValueError(f"number of samples must be >= 0, got {n}")
+        hull = self.affine_hull()
+        if not self.is_bounded():
+            raise ValueError(f"{self!r} is unbounded: there is no uniform distribution to sample")
+        if hull.dim == 0:
+            return np.tile(hull.point, (n, 1))
+        settings = current()
+        walks = sampling.hit_and_run(hull.A, hull.b, self._ball[0], n, as_generator(rng),
+                                     burn_in=settings.hit_and_run_burn_in, thin=settings.hit_and_run_thin)
+        return hull.to_ambient(walks)
+
+
+# --------------------------------------------------------------------- construction helpers
+
+def _restore(A, b, E, f, empty: bool) -> Polytope:
+    """A Polytope from arrays already in normal form (no renormalisation); used by pickling."""
+    polytope = Polytope.__new__(Polytope)
+    polytope._set_arrays(*(np.array(array, dtype=np.float64) for array in (A, b, E, f)), bool(empty))
+    return polytope
+
+
+def _finite_matrix(M, name: str) -> np.ndarray:
+    """M as a fresh (r, d) float64 array; ShapeError unless 2-D, ValueError on NaN or inf."""
+    array = np.array(M, dtype=np.float64)
+    if array.ndim != 2:
+        raise ShapeError(f"{name} must be a 2-D matrix, got shape {array.shape}")
+    bad = ~np.isfinite(array)
+    if np.any(bad):
+        i, j = np.argwhere(bad)[0]
+        raise ValueError(f"{name} contains {array[i, j]!r} at ({i}, {j}); entries must be finite")
+    return array
+
+
+def _right_hand_side(v, rows: int, name: str, matrix_name: str, matrix_shape) -> np.ndarray:
+    """v as a fresh (rows,) float64 array; ShapeError on mismatch, ValueError on NaN."""
+    array = np.array(v, dtype=np.float64)
+    if array.shape != (rows,):
+        raise ShapeError(f"{name} must have shape ({rows},) to match {matrix_name} of shape "
+                         f"{tuple(matrix_shape)}, got {array.shape}")
+    if np.any(np.isnan(array)):
+        raise ValueError(f"{name} contains NaN at index {int(np.argmax(np.isnan(array)))}")
+    return array
+
+
+def _normalise_inequalities(A, b, tol):
+    """Unit-norm rows; zero rows and ``b = +inf`` rows dropped. Returns (A, b, empty)."""
+    norms = np.linalg.norm(A, axis=1)
+    zero = norms == 0.0
+    empty = bool(np.any(zero & (b < -tol)))
+    with np.errstate(divide="ignore", over="ignore", invalid="ignore"):
+        scaled = np.where(zero, np.inf, b / np.where(zero, 1.0, norms))
+    empty |= bool(np.any(scaled == -np.inf))
+    keep = scaled < np.inf
+    return A[keep] / norms[keep, None], scaled[keep], empty
+
+
+def _normalise_equalities(E, f, tol):
+    """Unit-norm rows; zero rows with ``|f| <= tol`` dropped. Returns (E, f, empty)."""
+    norms = np.linalg.norm(E, axis=1)
+    zero = norms == 0.0
+    empty = bool(np.any(zero & (np.abs(f) > tol)))
+    with np.errstate(divide="ignore", over="ignore", invalid="ignore"):
+        scaled = f[~zero] / norms[~zero]
+    empty |= bool(np.any(~np.isfinite(scaled)))
+    return E[~zero] / norms[~zero, None], scaled, empty
+
+
+def _empty_system(d: int):
+    """The canonical empty system in R^d: ``x_1 <= -1`` and ``-x_1 <= -1``."""
+    A = np.zeros((2, d))
+    A[0, 0], A[1, 0] = 1.0, -1.0
+    return A, np.array([-1.0, -1.0]), np.zeros((0, d)), np.zeros(0)
+
+
+def _facets_hit_by_rays(A, b, point, basis, tol) -> np.ndarray:
+    """Rows (m,) proven non-redundant by ray shooting, without an LP: a (m,) bool mask.
+
+    From ``point`` (strictly inside every row) rays run within the affine hull (``basis`` (d, k)): one
+    along each row's normal projected on the hull, then ``min(4 m, chunk_size)`` random ones (seed 0,
+    so the result is reproducible). The first row a ray meets, at ``t1``, is a facet when the next one
+    is met only at ``t2`` with ``(t2 - t1) * rate > tol``: the points just past ``t1`` satisfy every
+    other row and violate row i by more than ``tol``, which is the LP test of :meth:`Polytope.minimal`
+    answered by a witness. Rows not proven here are left to the LPs. Rays go in batches to bound memory.
+    """
+    m, k = A.shape[0], basis.shape[1]
+    proven = np.zeros(m, dtype=bool)
+    if k == 0:
+        return proven
+    slack = b - A @ point
+    normals = (A @ basis) @ basis.T
+    random_rays = as_generator(None).standard_normal((min(4 * m, current().chunk_size), k)) @ basis.T
+    directions = np.vstack([normals, random_rays])
+    for start in range(0, len(directions), _RAYS_PER_BATCH):
+        rates = directions[start:start + _RAYS_PER_BATCH] @ A.T  # (rays, m): slack used per unit step
+        hits = np.full((len(rates), m + 1), np.inf)  # a column of inf: "no second row" when m = 1
+        ahead = rates > 0
+        hits[:, :m][ahead] = (np.broadcast_to(slack, rates.shape)[ahead]) / rates[ahead]
+        first = np.argmin(hits, axis=1)
+        t1, t2 = np.partition(hits, 1, axis=1)[:, :2].T
+        met = np.isfinite(t1)
+        margin = np.full(len(rates), -np.inf)
+        margin[met] = (t2[met] - t1[met]) * rates[met, first[met]]
+        proven[first[met & (margin > tol)]] = True
+    return proven
+
+
+def _tightest_copies(A, b):
+    """Rows (m, d) that are exact duplicates reduced to one, with the smallest b; first-seen order kept."""
+    if b.size == 0:
+        return A, b
+    _, first, group = np.unique(A, axis=0, return_index=True, return_inverse=True)
+    group = group.ravel()
+    tightest = np.full(first.size, np.inf)
+    np.minimum.at(tightest, group, b)
+    order = np.argsort(first)
+    return A[first[order]], tightest[order]
