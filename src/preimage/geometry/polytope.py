@@ -262,10 +262,12 @@ class Polytope:
     def _implicit_rows(self) -> tuple[np.ndarray, np.ndarray] | None:
         """A relative-interior point of P and the indices of its implicit equalities; None if P is empty.
 
-        From a feasible point x_f (the cached feasibility LP), with ``y = x - x_f`` and the slacks
-        ``c = b - A x_f >= 0`` clipped to at most 1, one LP in (y, s, lam)::
+        On the flat ``{E x = f} = {x_p + Z w}`` (equalities eliminated, see ``_equality_frame``), from a
+        feasible point x_f (the cached feasibility LP), with ``y = w - w_f`` and the slacks
+        ``c = b - A x_f >= 0`` clipped to at most 1, one LP in (y, s, lam) over the rows not constant on
+        the flat (``A`` below is ``A Z``)::
 
-            A y + s <= lam c,   E y = 0,   0 <= s <= 1,   1 <= lam <= 1 / interior_tol,   max sum(s).
+            A y + s <= lam c,   0 <= s <= 1,   1 <= lam <= 1 / interior_tol,   max sum(s).
 
         Clipping c replaces P by ``P' = P ∩ {a_i x <= a_i x_f + 1 where c_i > 1}``, which holds
         ``P ∩ B(x_f, 1)`` (unit rows), so a row is implicit for P' iff it is for P (a point of P with
@@ -282,24 +284,30 @@ class Polytope:
         if x_f is None:
             return None
         settings = current()
-        d, m = self.dim_ambient, self.n_ineq
-        slack = np.clip(self.b - self.A @ x_f, 0.0, 1.0)
-        A_ub = scipy.sparse.hstack([scipy.sparse.csr_matrix(self.A), scipy.sparse.identity(m),
+        x_p, Z, A_r, b_r, flat = self._reduced
+        # Rows constant on the flat {E x = f} hold with equality on all of P iff that constant slack is 0.
+        flat_implicit = np.flatnonzero(flat & (b_r <= settings.feasibility_tol))
+        rows = np.flatnonzero(~flat)
+        k, m = Z.shape[1], rows.size
+        if k == 0 or m == 0:
+            return x_f, flat_implicit
+        A = A_r[rows]
+        w_f = Z.T @ (x_f - x_p)
+        slack = np.clip(b_r[rows] - A @ w_f, 0.0, 1.0)
+        A_ub = scipy.sparse.hstack([scipy.sparse.csr_matrix(A), scipy.sparse.identity(m),
                                     scipy.sparse.csr_matrix(-slack[:, None])], format="csr")
-        A_eq = scipy.sparse.hstack([scipy.sparse.csr_matrix(self.E), scipy.sparse.csr_matrix((self.n_eq, m + 1))],
-                                   format="csr")
-        cost = np.concatenate([np.zeros(d), np.ones(m), [0.0]])
-        lower = np.concatenate([np.full(d, -np.inf), np.zeros(m), [1.0]])
-        upper = np.concatenate([np.full(d, np.inf), np.ones(m), [1.0 / settings.interior_tol]])
+        cost = np.concatenate([np.zeros(k), np.ones(m), [0.0]])
+        lower = np.concatenate([np.full(k, -np.inf), np.zeros(m), [1.0]])
+        upper = np.concatenate([np.full(k, np.inf), np.ones(m), [1.0 / settings.interior_tol]])
         try:
-            result = solve_lp(cost, A_ub=A_ub, b_ub=np.zeros(m), A_eq=A_eq, b_eq=np.zeros(self.n_eq),
-                              lb=lower, ub=upper, maximize=True)
+            result = solve_lp(cost, A_ub=A_ub, b_ub=np.zeros(m), lb=lower, ub=upper, maximize=True)
         except Infeasible as error:
             raise SolverError(f"{self!r}: the implicit-equality LP is infeasible although the polytope "
                               "has a feasible point; the system is too ill-conditioned") from error
         lam = result.x[-1]
-        slack_indicator = result.x[d:d + m]
-        return x_f + result.x[:d] / lam, np.flatnonzero(slack_indicator < 0.5)
+        slack_indicator = result.x[k:k + m]
+        implicit = np.union1d(rows[slack_indicator < 0.5], flat_implicit)
+        return x_f + Z @ (result.x[:k] / lam), implicit
 
     @property
     def dim(self) -> int:
