@@ -1,18 +1,29 @@
-"""preimage: exact preimages of ReLU networks, and the geometry that follows."""
+"""preimage: exact preimages of ReLU networks, and the geometry that follows.
+
+    import preimage as pim
+    net = pim.load("model.onnx")               # or an nn.Module, a .nnet file
+    pre = pim.layer_preimage(net.layers[0], y)  # {x : relu(W x + b) = y}
+    pre.kind, pre.dim, pre.polytope.sample(100)
+"""
 
 from . import errors
 from .errors import (
     EmptyDomainError, ImportMismatch, Infeasible, ModelError, PreimageError, ShapeError, SolverError,
     Unbounded, UnsupportedOperation,
 )
+from .geometry import Box, Polytope, is_omnidirectional, solve_lp
 from .network import Activation, AffineMap, Layer, Network
+from .network.load import load
 from .patterns import Patterns
+from .preimages import ConeForm, LayerPreimage, layer_preimage, layer_preimages, singleton_test
 from .settings import Settings, configure, current
 
 __version__ = "0.1.0"
 
 __all__ = [
-    "Network", "Layer", "AffineMap", "Activation", "Patterns",
+    "load", "Network", "Layer", "AffineMap", "Activation", "Patterns",
+    "Polytope", "Box", "is_omnidirectional", "solve_lp",
+    "layer_preimage", "layer_preimages", "LayerPreimage", "ConeForm", "singleton_test",
     "Settings", "configure", "current",
     "errors", "PreimageError", "ModelError", "UnsupportedOperation", "ShapeError", "ImportMismatch",
     "EmptyDomainError", "Infeasible", "Unbounded", "SolverError",
