@@ -168,3 +168,10 @@ def test_summary_and_slicing(rng):
     assert "fc0" in text and "relu" in text and f"{net.n_params:,}" in text
     assert net[0:1].output_dim == 6
     assert repr(net) == "Network(4 -> 6 -> 2)"
+
+
+def test_patterns_progress_bar(rng, capsys):
+    net = random_mlp(rng, [3, 8, 2])
+    X = rng.standard_normal((100, 3))
+    assert net.patterns(X, chunk_size=10, progress=True) == net.patterns(X)
+    assert "patterns" in capsys.readouterr().err

@@ -17,13 +17,31 @@ __all__ = ["AffineMap"]
 
 def _as_weight(weight) -> np.ndarray | sp.csr_matrix:
     if sp.issparse(weight):
-        matrix = sp.csr_matrix(weight, dtype=np.float64)
-        matrix.sum_duplicates()
+        matrix = weight if weight.format == "csr" and weight.dtype == np.float64 else sp.csr_matrix(
+            weight, dtype=np.float64)
+        if not matrix.has_canonical_format:
+            matrix.sum_duplicates()
         return matrix
     matrix = np.array(weight, dtype=np.float64)
     if matrix.ndim != 2:
         raise ShapeError(f"weight must be 2-D (outputs, inputs); got shape {matrix.shape}")
     return matrix
+
+
+def _diagonal_of(weight) -> np.ndarray | None:
+    """The diagonal of a sparse square W holding exactly one entry per row, on the diagonal; else None.
+
+    Normalisations, BatchNorm and bias additions are such maps; composing with them is a row or column
+    scaling, which ``compose`` does without a sparse product.
+    """
+    if not sp.issparse(weight) or weight.shape[0] != weight.shape[1]:
+        return None
+    n = weight.shape[0]
+    if weight.nnz != n or not np.array_equal(weight.indptr, np.arange(n + 1)):
+        return None
+    if not np.array_equal(weight.indices, np.arange(n)):
+        return None
+    return weight.data.copy()
 
 
 class AffineMap:
@@ -33,6 +51,10 @@ class AffineMap:
     ----------
     weight : (m, d) ndarray or scipy.sparse matrix (stored as CSR), float64.
     bias : (m,) array or None (zeros).
+
+    Attributes
+    ----------
+    diagonal : (m,) the diagonal when W is a sparse diagonal matrix (m = d), else None.
     """
 
     def __init__(self, weight, bias=None):
@@ -44,11 +66,20 @@ class AffineMap:
         if not self.is_sparse:
             self.weight.setflags(write=False)
         self.bias.setflags(write=False)
+        self.diagonal = _diagonal_of(self.weight)
 
     @classmethod
     def identity(cls, d: int) -> "AffineMap":
         """The identity of R^d (sparse)."""
-        return cls(sp.identity(d, format="csr"), np.zeros(d))
+        return cls.scaling(np.ones(d))
+
+    @classmethod
+    def scaling(cls, scale, bias=None) -> "AffineMap":
+        """``x -> scale * x + bias`` elementwise: a sparse diagonal W (normalisations, BatchNorm, bias adds)."""
+        scale = np.array(scale, dtype=np.float64).reshape(-1)
+        n = scale.size
+        index = np.arange(n + 1, dtype=np.int32 if n < 2**31 - 1 else np.int64)
+        return cls(sp.csr_matrix((scale, index[:-1], index), shape=(n, n)), bias)
 
     @property
     def is_sparse(self) -> bool:
@@ -135,7 +166,11 @@ class AffineMap:
             raise ShapeError(
                 f"cannot compose: inner map has {inner.out_features} outputs, outer takes {self.in_features}"
             )
-        if self.is_sparse and inner.is_sparse:
+        if self.diagonal is not None and not inner.is_sparse:
+            weight = self.diagonal[:, None] * inner.weight
+        elif inner.diagonal is not None and not self.is_sparse:
+            weight = self.weight * inner.diagonal[None, :]
+        elif self.is_sparse and inner.is_sparse:
             weight = (self.weight @ inner.weight).tocsr()
         elif self.is_sparse:
             weight = np.asarray(self.weight @ inner.weight)

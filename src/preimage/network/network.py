@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Sequence
 
 import numpy as np
+from tqdm.auto import tqdm
 
 from .. import settings as _settings
 from ..errors import ModelError, ShapeError
@@ -137,20 +138,25 @@ class Network:
             out.append(X if batched else X[0])
         return out
 
-    def patterns(self, X, *, chunk_size: int | None = None) -> Patterns:
+    def patterns(self, X, *, chunk_size: int | None = None, progress: bool = False) -> Patterns:
         """Bit-packed activation patterns of the kinked layers (bit 1: pre-activation > 0).
 
         ``X`` is an array (n, d) or (n, *input_shape) - a memory map works, it is read ``chunk_size``
         rows at a time - or an iterable of such batches. Memory grows with n * units / 8 bytes only.
+        ``progress`` shows a progress bar over the chunks (on stderr).
         """
         chunk = chunk_size or _settings.current().chunk_size
+        total = None
         if hasattr(X, "shape") and hasattr(X, "__getitem__"):
             if tuple(X.shape) == self.input_shape or len(X.shape) == 1:
                 return self._patterns_of(X)
             n = X.shape[0]
             batches = (X[start:start + chunk] for start in range(0, n, chunk)) if n else [X]
+            total = max(1, -(-n // chunk))
         else:
             batches = X
+        if progress:
+            batches = tqdm(batches, total=total, desc="patterns", unit="chunk")
         return Patterns.concatenate([self._patterns_of(batch) for batch in batches])
 
     def _patterns_of(self, X) -> Patterns:

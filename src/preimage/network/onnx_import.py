@@ -277,8 +277,11 @@ class _GraphImporter:
             raise UnsupportedOperation(node.op_type, node_name(node), f"{what} include the batch axis 0")
 
     def _affine(self, node, weight, bias, shape) -> None:
+        self._emit(node, AffineMap(weight, bias), shape)
+
+    def _emit(self, node, affine: AffineMap, shape) -> None:
         self.sample_shape = tuple(shape)
-        self.ops.append(AffineOp(AffineMap(weight, bias), self.sample_shape, node_name(node), node.op_type))
+        self.ops.append(AffineOp(affine, self.sample_shape, node_name(node), node.op_type))
 
     def _reshape(self, node, shape) -> None:
         self.sample_shape = tuple(int(s) for s in shape)
@@ -311,11 +314,14 @@ class _GraphImporter:
         if self.batched and len(out) != len(self.full_shape):
             raise UnsupportedOperation(node.op_type, node_name(node), "broadcasting moves the batch axis")
         shape = self._per_sample(node, out)
+        values = np.ones(math.prod(out)) if scale is None else np.broadcast_to(scale, out).reshape(-1)
+        bias = None if offset is None else np.broadcast_to(offset, out).reshape(-1)
+        if tuple(out) == tuple(self.full_shape):
+            self._emit(node, AffineMap.scaling(values, bias), shape)
+            return
         source = np.broadcast_to(self._positions(), out).reshape(-1)
         rows = np.arange(source.size)
-        values = np.ones(source.size) if scale is None else np.broadcast_to(scale, out).reshape(-1)
         weight = sp.csr_matrix((np.asarray(values, dtype=np.float64), (rows, source)), shape=(rows.size, self.size))
-        bias = None if offset is None else np.broadcast_to(offset, out).reshape(-1)
         self._affine(node, weight, bias, shape)
 
     def _matmul(self, node, constant, data_left, addend=None) -> None:
