@@ -223,3 +223,13 @@ def test_bad_activity_and_witness(rng):
     x = rng.standard_normal(2)
     with pytest.raises(ValueError, match="witness"):
         layer_preimage(layer, layer(x[None])[0] + 1.0, witness=x)
+
+
+def test_classify_layer_matches_one_at_a_time(rng):
+    for name, layer in layers_under_test(rng):
+        X = rng.standard_normal((15, layer.in_features))
+        result = pim.classify_layer(layer, X, workers=2)
+        expected = [(p.kind, p.dim) for p in layer_preimages(layer, X)]
+        assert list(zip(result.kind, result.dim)) == expected, name
+        assert np.array_equal(result.active, (layer.preactivation(X) > 0).sum(axis=1))
+        assert sum(result.counts().values()) == 15

@@ -15,7 +15,9 @@ from .geometry import Box, Polytope, is_omnidirectional, solve_lp
 from .network import Activation, AffineMap, Layer, Network
 from .network.load import load
 from .patterns import Patterns
-from .preimages import ConeForm, LayerPreimage, layer_preimage, layer_preimages, singleton_test
+from .preimages import (
+    ConeForm, LayerClassification, LayerPreimage, classify_layer, layer_preimage, layer_preimages, singleton_test,
+)
 from .settings import Settings, configure, current
 
 __version__ = "0.1.0"
@@ -23,7 +25,8 @@ __version__ = "0.1.0"
 __all__ = [
     "load", "Network", "Layer", "AffineMap", "Activation", "Patterns",
     "Polytope", "Box", "is_omnidirectional", "solve_lp",
-    "layer_preimage", "layer_preimages", "LayerPreimage", "ConeForm", "singleton_test",
+    "layer_preimage", "layer_preimages", "classify_layer", "LayerPreimage", "LayerClassification", "ConeForm",
+    "singleton_test",
     "Settings", "configure", "current",
     "errors", "PreimageError", "ModelError", "UnsupportedOperation", "ShapeError", "ImportMismatch",
     "EmptyDomainError", "Infeasible", "Unbounded", "SolverError",

@@ -27,7 +27,6 @@ import re
 from pathlib import Path
 
 import numpy as np
-import scipy.sparse as sp
 
 from .._io import write_atomic
 from ..errors import ModelError, ShapeError
@@ -127,7 +126,7 @@ def read_nnet(path) -> Network:
         raise lines.error(number, "a range is zero")
 
     means, ranges = np.array(means), np.array(ranges)
-    ops = [AffineOp(AffineMap(sp.diags(1.0 / ranges[:-1], format="csr"), -means[:-1] / ranges[:-1]),
+    ops = [AffineOp(AffineMap.scaling(1.0 / ranges[:-1], -means[:-1] / ranges[:-1]),
                     (n_inputs,), "input_normalisation", "NNetNormalise")]
     for k in range(n_layers):
         rows = [lines.values(f"row {i} of the weights of layer {k}", sizes[k])[1] for i in range(sizes[k + 1])]
@@ -136,7 +135,7 @@ def read_nnet(path) -> Network:
         if k < n_layers - 1:
             ops.append(ActivationOp(RELU, f"relu{k}", "ReLU"))
     lines.check_end()
-    scaling = AffineMap(sp.diags(np.full(n_outputs, ranges[-1]), format="csr"), np.full(n_outputs, means[-1]))
+    scaling = AffineMap.scaling(np.full(n_outputs, ranges[-1]), np.full(n_outputs, means[-1]))
     ops.append(AffineOp(scaling, (n_outputs,), "output_scaling", "NNetDenormalise"))
     box = None
     if not (all(v == -math.inf for v in minimums) and all(v == math.inf for v in maximums)):

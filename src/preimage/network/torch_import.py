@@ -461,7 +461,7 @@ def _diagonal(step: _Step, scale, shift) -> AffineOp:
     d = _size(step.in_shape)
     scale = np.broadcast_to(np.asarray(scale, dtype=np.float64), (d,))
     shift = np.broadcast_to(np.asarray(shift, dtype=np.float64), (d,))
-    return _affine(step, sp.diags(scale, format="csr"), shift, step.in_shape)
+    return AffineOp(AffineMap.scaling(scale, shift), tuple(step.in_shape), step.where, step.kind)
 
 
 def _identity(step: _Step) -> list:

@@ -25,12 +25,16 @@ from typing import Iterator
 import numpy as np
 
 from .. import settings as _settings
+from .._parallel import map_tasks
 from ..errors import ShapeError
 from ..geometry import Polytope, is_omnidirectional
 from ..geometry import linalg
 from ..network.layers import Layer
 
-__all__ = ["ConeForm", "LayerPreimage", "SingletonTest", "layer_preimage", "layer_preimages", "singleton_test"]
+__all__ = [
+    "ConeForm", "LayerPreimage", "LayerClassification", "SingletonTest",
+    "layer_preimage", "layer_preimages", "classify_layer", "singleton_test",
+]
 
 KINDS = ("empty", "point", "bounded", "unbounded")
 
@@ -269,6 +273,48 @@ def layer_preimages(layer: Layer, X) -> Iterator[LayerPreimage]:
     Y = layer(X)
     for x, y in zip(X, Y):
         yield LayerPreimage(layer, y, witness=x)
+
+
+@dataclass(frozen=True)
+class LayerClassification:
+    """The preimages of many inputs' activities at one layer, classified.
+
+    Attributes
+    ----------
+    kind : (n,) str array, "empty" / "point" / "bounded" / "unbounded" (never "empty" here: each input
+        lies in its own preimage).
+    dim : (n,) int array, affine dimensions.
+    active : (n,) int array, active units of each input.
+    """
+
+    kind: np.ndarray
+    dim: np.ndarray
+    active: np.ndarray
+
+    def counts(self) -> dict[str, int]:
+        """How many preimages of each kind."""
+        return {kind: int(np.count_nonzero(self.kind == kind)) for kind in KINDS if np.any(self.kind == kind)}
+
+
+def classify_layer(layer: Layer, X, *, workers: int | None = None, progress: bool = False) -> LayerClassification:
+    """Kind and dimension of the preimage of each input's own activity, for inputs X (n, d) of ``layer``.
+
+    Each input is the witness of its preimage (see ``LayerPreimage``); the inputs are spread over
+    ``workers`` threads (default: all cores) with one BLAS thread each.
+    """
+    X = np.atleast_2d(np.asarray(X, dtype=np.float64))
+    Y = layer(X)
+
+    def classify(i: int) -> tuple[str, int]:
+        pre = LayerPreimage(layer, Y[i], witness=X[i])
+        return pre.kind, pre.dim
+
+    results = map_tasks(classify, range(len(X)), workers=workers, progress=progress, desc=f"layer {layer.name}")
+    kinds = np.array([kind for kind, _ in results], dtype="<U9")
+    dims = np.array([dim for _, dim in results], dtype=np.int64)
+    active = np.count_nonzero(Y > _settings.current().activity_tol, axis=1) if layer.activation.kind == "relu" \
+        else np.full(len(X), layer.out_features)
+    return LayerClassification(kinds, dims, active)
 
 
 def singleton_test(layer: Layer, x) -> SingletonTest:
