@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import statistics
 import time
-from collections import Counter
 
 import numpy as np
 import torch

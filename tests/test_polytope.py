@@ -12,7 +12,7 @@ from preimage.errors import EmptyDomainError, ShapeError
 from preimage.geometry import (
     Box, Polytope, Volume, is_omnidirectional, linalg, recession_cone_is_trivial, solve_lp,
 )
-from preimage.geometry.polytope import _facets_hit_by_rays
+from preimage.geometry.redundancy import _facets_hit_by_rays
 from preimage.settings import configure, current
 
 

@@ -12,7 +12,7 @@ import torch.nn.functional as F
 
 from preimage.errors import ImportMismatch, ModelError, ShapeError, UnsupportedOperation
 from preimage.network import RELU, leaky_relu
-from preimage.network import torch_import
+from preimage.network import torch_ops
 from preimage.network.builder import ActivationOp
 from preimage.network.torch_import import from_torch, relative_error
 
@@ -398,7 +398,7 @@ def test_models_that_are_not_chains_of_affine_maps_are_refused(model, error, pat
 def test_check_catches_a_wrong_translation(monkeypatch):
     model = build(mlp)
     wrong = lambda step: [ActivationOp(leaky_relu(0.5), step.where, step.kind)]  # noqa: E731
-    monkeypatch.setitem(torch_import._MODULE_RULES, nn.ReLU, wrong)
+    monkeypatch.setitem(torch_ops.MODULE_RULES, nn.ReLU, wrong)
     with pytest.raises(ImportMismatch, match="differs from the torch forward pass") as caught:
         from_torch(model)
     assert caught.value.error > 1e-3
@@ -413,3 +413,16 @@ def test_check_catches_a_wrong_translation(monkeypatch):
 ])
 def test_relative_error_is_per_sample_and_floored_at_one(got, expected, value):
     assert relative_error(np.array(got), np.array(expected)) == pytest.approx(value)
+
+
+def test_functional_dropout_in_training_mode_is_refused():
+    class Noisy(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.fc = nn.Linear(4, 3)
+
+        def forward(self, x):
+            return F.dropout(torch.relu(self.fc(x)), 0.5)
+
+    with pytest.raises(ModelError, match="training=True"):
+        from_torch(Noisy())

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import csv
 import io
-import logging
 import os
 import time
 from dataclasses import dataclass, field
@@ -29,7 +28,6 @@ from .preimages.layer import layer_preimage, layer_preimages, singleton_test
 
 __all__ = ["DemoResult", "run_demo", "train_digits_mlp"]
 
-log = logging.getLogger(__name__)
 
 
 def _save_figure(fig, path: Path) -> None:

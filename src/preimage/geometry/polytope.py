@@ -8,26 +8,20 @@ system in ``w``, on which vertices, volume and sampling work.
 
 from __future__ import annotations
 
-import logging
 from dataclasses import dataclass
 from functools import cached_property
 
 import numpy as np
-import scipy.linalg
 import scipy.sparse
 
 from ..errors import EmptyDomainError, Infeasible, ShapeError, SolverError, Unbounded
 from ..settings import current
 from . import linalg, sampling, volume
 from .cones import recession_cone_is_trivial
-from .lp import LPModel, solve_lp
+from .lp import solve_lp
+from .redundancy import minimal_system
 
 __all__ = ["Polytope", "AffineHull", "Volume", "as_generator"]
-
-_log = logging.getLogger(__name__)
-
-# Rays shot at once by _facets_hit_by_rays: a batch holds rays x rows floats.
-_RAYS_PER_BATCH = 256
 
 
 def as_generator(rng) -> np.random.Generator:
@@ -395,53 +389,19 @@ class Polytope:
         Implicit equalities become equalities, the equalities are reduced to independent rows (of
         ``[E; implicit rows of A]``, chosen by pivoted QR), and redundant inequalities are removed. Exact
         duplicate rows are merged first (the tightest kept), and rows that rays shot from a relative-interior
-        point prove to be facets are kept without an LP (see ``_facets_hit_by_rays``). Every other
-        candidate row i is relaxed and ``a_i . x`` maximised on one warm-started LPModel; the row is
-        redundant iff that maximum is ``<= b_i + feasibility_tol``, and a redundant row is dropped before
-        the next is tested, so of several copies of a facet exactly one remains. A row whose LP ends
-        without a proof is kept (the set stays exact). The empty set gives the canonical empty system.
+        point prove to be facets are kept without an LP. Every other candidate row i is relaxed and
+        ``a_i . x`` maximised on one warm-started LPModel; the row is redundant iff that maximum is
+        ``<= b_i + feasibility_tol``, and a redundant row is dropped before the next is tested, so of several
+        copies of a facet exactly one remains. A row whose LP ends without a proof is kept (the set stays
+        exact). The empty set gives the canonical empty system. See ``redundancy.minimal_system``.
         """
         return self._minimal_form
 
     @cached_property
     def _minimal_form(self) -> "Polytope":
-        d = self.dim_ambient
         if self.is_empty():
-            return _restore(*_empty_system(d), True)
-        hull = self.affine_hull()
-        tol = current().feasibility_tol
-        M = np.vstack([self.E, self.A[hull.implicit]])
-        g = np.concatenate([self.f, self.b[hull.implicit]])
-        codim = d - hull.dim
-        if codim > 0:
-            _, _, pivots = scipy.linalg.qr(M.T, mode="economic", pivoting=True)
-            chosen = np.sort(pivots[:codim])
-            E, f = M[chosen], g[chosen]
-        else:
-            E, f = np.zeros((0, d)), np.zeros(0)
-        A, b = _tightest_copies(self.A[hull.rows], self.b[hull.rows])
-        keep = np.ones(b.size, dtype=bool)
-        if b.size:
-            facet = _facets_hit_by_rays(A, b, self.relative_interior_point(), hull.basis, tol)
-            model = LPModel(d, A_ub=A, b_ub=b, A_eq=E, b_eq=f)
-            for i in np.flatnonzero(~facet):
-                # Row i is relaxed to a bound strictly above b_i in float64 (even for a huge b_i), so the
-                # LP can exceed b_i where the row matters, while the objective a_i.x stays bounded by the
-                # relaxed row itself: every LP here has an optimum.
-                model.set_row_upper(i, b[i] + max(1.0, abs(b[i])))
-                try:
-                    maximum = model.maximize(A[i]).value
-                except SolverError as error:
-                    _log.warning("minimal(): row %d kept, its redundancy LP gave no proof: %s", i, error)
-                    model.restore_row(i)
-                    continue
-                if maximum <= b[i] + tol:
-                    keep[i] = False
-                    model.set_row_upper(i, np.inf)
-                else:
-                    model.restore_row(i)
-        result = _restore(np.ascontiguousarray(A[keep]), np.ascontiguousarray(b[keep]),
-                          np.ascontiguousarray(E), np.ascontiguousarray(f), False)
+            return _restore(*_empty_system(self.dim_ambient), True)
+        result = _restore(*minimal_system(self), False)
         result.__dict__["_minimal_form"] = result
         return result
 
@@ -611,47 +571,3 @@ def _empty_system(d: int):
     A = np.zeros((2, d))
     A[0, 0], A[1, 0] = 1.0, -1.0
     return A, np.array([-1.0, -1.0]), np.zeros((0, d)), np.zeros(0)
-
-
-def _facets_hit_by_rays(A, b, point, basis, tol) -> np.ndarray:
-    """Rows (m,) proven non-redundant by ray shooting, without an LP: a (m,) bool mask.
-
-    From ``point`` (strictly inside every row) rays run within the affine hull (``basis`` (d, k)): one
-    along each row's normal projected on the hull, then ``min(4 m, chunk_size)`` random ones (seed 0,
-    so the result is reproducible). The first row a ray meets, at ``t1``, is a facet when the next one
-    is met only at ``t2`` with ``(t2 - t1) * rate > tol``: the points just past ``t1`` satisfy every
-    other row and violate row i by more than ``tol``, which is the LP test of :meth:`Polytope.minimal`
-    answered by a witness. Rows not proven here are left to the LPs. Rays go in batches to bound memory.
-    """
-    m, k = A.shape[0], basis.shape[1]
-    proven = np.zeros(m, dtype=bool)
-    if k == 0:
-        return proven
-    slack = b - A @ point
-    normals = (A @ basis) @ basis.T
-    random_rays = as_generator(None).standard_normal((min(4 * m, current().chunk_size), k)) @ basis.T
-    directions = np.vstack([normals, random_rays])
-    for start in range(0, len(directions), _RAYS_PER_BATCH):
-        rates = directions[start:start + _RAYS_PER_BATCH] @ A.T  # (rays, m): slack used per unit step
-        hits = np.full((len(rates), m + 1), np.inf)  # a column of inf: "no second row" when m = 1
-        ahead = rates > 0
-        hits[:, :m][ahead] = (np.broadcast_to(slack, rates.shape)[ahead]) / rates[ahead]
-        first = np.argmin(hits, axis=1)
-        t1, t2 = np.partition(hits, 1, axis=1)[:, :2].T
-        met = np.isfinite(t1)
-        margin = np.full(len(rates), -np.inf)
-        margin[met] = (t2[met] - t1[met]) * rates[met, first[met]]
-        proven[first[met & (margin > tol)]] = True
-    return proven
-
-
-def _tightest_copies(A, b):
-    """Rows (m, d) that are exact duplicates reduced to one, with the smallest b; first-seen order kept."""
-    if b.size == 0:
-        return A, b
-    _, first, group = np.unique(A, axis=0, return_index=True, return_inverse=True)
-    group = group.ravel()
-    tightest = np.full(first.size, np.inf)
-    np.minimum.at(tightest, group, b)
-    order = np.argsort(first)
-    return A[first[order]], tightest[order]

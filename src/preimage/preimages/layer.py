@@ -146,11 +146,10 @@ class LayerPreimage:
     @cached_property
     def _target(self) -> np.ndarray:
         """Pre-activation values demanded of the active units (all units for invertible activations)."""
-        slope = self.layer.activation.slope
-        z = self.y.copy()
-        if self.layer.activation.kind != "relu":
-            z = np.where(self.y > 0, self.y, self.y / slope) if slope != 1.0 else z
-        return z
+        act = self.layer.activation
+        if act.kind == "relu" or act.slope == 1.0:
+            return self.y
+        return np.where(self.y > 0, self.y, self.y / act.slope)
 
     def _holds(self, x: np.ndarray) -> bool:
         """Whether x gives y, up to the feasibility tolerance relative to the size of each term."""
