@@ -69,5 +69,4 @@ def recession_cone_is_trivial(A, E=None) -> bool:
         raise ShapeError(f"E must have shape (p, {A.shape[1]}) to match A {A.shape}, got {E.shape}")
     norms = np.linalg.norm(A, axis=1)
     unit = A[norms > 0] / norms[norms > 0, None]
-    restricted = unit @ linalg.null_space(E)
-    return is_omnidirectional(restricted[np.linalg.norm(restricted, axis=1) > current().rank_rtol])
+    return is_omnidirectional(linalg.restrict_rows(unit, linalg.null_space(E)))

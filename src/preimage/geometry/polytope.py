@@ -229,7 +229,6 @@ class Polytope:
         if found is None:
             return None
         interior, implicit = found
-        settings = current()
         M = np.vstack([self.E, self.A[implicit]])
         g = np.concatenate([self.f, self.b[implicit]])
         basis = linalg.null_space(M)
@@ -237,11 +236,11 @@ class Polytope:
         correction, _ = linalg.least_squares(M, g - M @ interior)
         point = interior + correction
         rows = np.setdiff1d(np.arange(self.n_ineq), implicit)
-        reduced = self.A[rows] @ basis
+        reduced = linalg.restrict_rows(self.A[rows], basis)
         norms = np.linalg.norm(reduced, axis=1)
         # A row whose normal lies in the span of the equalities is constant on the hull; it is not
         # implicit, so that constant is a positive slack and the row constrains nothing there.
-        keep = norms > settings.rank_rtol
+        keep = norms > 0.0
         with np.errstate(over="ignore"):
             reduced_b = (self.b[rows[keep]] - self.A[rows[keep]] @ point) / norms[keep]
         finite = reduced_b < np.inf  # a bound beyond float range constrains nothing
