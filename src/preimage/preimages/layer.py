@@ -166,12 +166,8 @@ class LayerPreimage:
         if self._negative:
             return Polytope(np.zeros((1, d)), np.array([-1.0]))
         act = self.active
-        E = _dense_rows(self.layer, np.flatnonzero(act))
         f = self._target[act] - self.layer.b[act]
-        inactive = np.flatnonzero(~act)
-        A = _dense_rows(self.layer, inactive)
-        b = -self.layer.b[inactive]
-        return Polytope(A, b, E, f)
+        return Polytope(self._inactive_rows, -self.layer.b[~act], self._active_rows, f)
 
     def contains(self, X, tol: float | None = None):
         """Whether the points X (n, d) (or one (d,)) lie in the preimage, to the feasibility tolerance."""
@@ -188,41 +184,49 @@ class LayerPreimage:
 
     def _classify_at_witness(self) -> tuple[str, int]:
         """Classification from a member x: rank of active rows, tight rows, omnidirectionality."""
-        layer = self.layer
-        E = _dense_rows(layer, np.flatnonzero(self.active))
-        k = layer.in_features - linalg.rank(E)
+        k = self.layer.in_features - self._active_rank
         if k == 0:
             return "point", 0
-        inactive = np.flatnonzero(~self.active)
-        tight = self._tight_rows()
-        if tight.size == 0:
+        tight = self._tight
+        if not tight.any():
             dim = k
         else:
-            Z = self._null_basis
-            dim = Polytope(linalg.restrict_rows(_dense_rows(layer, tight), Z), np.zeros(tight.size)).dim
+            restricted = linalg.restrict_rows(self._inactive_rows[tight], self._null_basis)
+            dim = Polytope(restricted, np.zeros(restricted.shape[0])).dim
         if dim == 0:
             return "point", 0
         # Omnidirectional rows in R^k number at least k + 1; fewer inactive rows leave a recession direction.
-        if inactive.size < k + 1:
+        if self._inactive_rows.shape[0] < k + 1:
             return "unbounded", dim
-        bounded = is_omnidirectional(linalg.restrict_rows(_dense_rows(layer, inactive), self._null_basis))
+        bounded = is_omnidirectional(linalg.restrict_rows(self._inactive_rows, self._null_basis))
         return ("bounded" if bounded else "unbounded"), dim
+
+    @cached_property
+    def _active_rows(self) -> np.ndarray:
+        """(a, d) the rows of W of the active units, dense."""
+        return _dense_rows(self.layer, np.flatnonzero(self.active))
+
+    @cached_property
+    def _inactive_rows(self) -> np.ndarray:
+        """(m - a, d) the rows of W of the inactive units, dense."""
+        return _dense_rows(self.layer, np.flatnonzero(~self.active))
+
+    @cached_property
+    def _active_rank(self) -> int:
+        return linalg.rank(self._active_rows)
 
     @cached_property
     def _null_basis(self) -> np.ndarray:
         """(d, k) orthonormal basis of the null space of the active rows."""
-        return linalg.null_space(_dense_rows(self.layer, np.flatnonzero(self.active)))
+        return linalg.null_space(self._active_rows)
 
-    def _tight_rows(self) -> np.ndarray:
-        """Inactive units whose pre-activation at the witness is 0 (to the feasibility tolerance)."""
-        inactive = np.flatnonzero(~self.active)
-        if inactive.size == 0:
-            return inactive
-        rows = _dense_rows(self.layer, inactive)
-        z = rows @ self.witness + self.layer.b[inactive]
-        norms = np.linalg.norm(rows, axis=1)
+    @cached_property
+    def _tight(self) -> np.ndarray:
+        """(m - a,) bool: the inactive units whose pre-activation at the witness is 0 (feasibility tolerance)."""
+        rows = self._inactive_rows
+        z = rows @ self.witness + self.layer.b[~self.active]
         tol = _settings.current().feasibility_tol
-        return inactive[z >= -tol * np.maximum(norms, 1.0)]
+        return z >= -tol * np.maximum(np.linalg.norm(rows, axis=1), 1.0)
 
     @property
     def kind(self) -> str:
@@ -325,12 +329,12 @@ def singleton_test(layer: Layer, x) -> SingletonTest:
     if layer.activation.kind != "relu":
         raise ValueError(f"the singleton test is for ReLU layers; layer {layer.name!r} is {layer.activation}")
     pre = LayerPreimage(layer, layer(np.asarray(x, dtype=np.float64)[None, :])[0], witness=x)
-    r = linalg.rank(_dense_rows(layer, np.flatnonzero(pre.active)))
+    r = pre._active_rank
     k = layer.in_features - r
-    tight = pre._tight_rows()
+    tight = np.flatnonzero(~pre.active)[pre._tight]
     if k == 0:
         return SingletonTest(True, r, 0, tight, None)
     if tight.size == 0:
         return SingletonTest(False, r, k, tight, False)
-    omni = is_omnidirectional(linalg.restrict_rows(_dense_rows(layer, tight), pre._null_basis))
+    omni = is_omnidirectional(linalg.restrict_rows(pre._inactive_rows[pre._tight], pre._null_basis))
     return SingletonTest(omni, r, k, tight, omni)
