@@ -14,6 +14,7 @@ from functools import cached_property
 import numpy as np
 import scipy.sparse
 
+from .._rng import as_generator
 from ..errors import EmptyDomainError, Infeasible, ShapeError, SolverError, Unbounded
 from ..settings import current
 from . import linalg, sampling, volume
@@ -22,20 +23,6 @@ from .lp import solve_lp
 from .redundancy import minimal_system
 
 __all__ = ["Polytope", "AffineHull", "Volume", "as_generator"]
-
-
-def as_generator(rng) -> np.random.Generator:
-    """A numpy Generator from ``rng``: a Generator (used as is), an int seed, or None (seed 0).
-
-    None means seed 0, not fresh entropy: every random answer of the library is reproducible.
-    """
-    if rng is None:
-        return np.random.default_rng(0)
-    if isinstance(rng, np.random.Generator):
-        return rng
-    if isinstance(rng, (int, np.integer)) and not isinstance(rng, bool):
-        return np.random.default_rng(int(rng))
-    raise TypeError(f"rng must be a numpy Generator, an int seed or None, got {type(rng).__name__}")
 
 
 @dataclass(frozen=True, eq=False)

@@ -17,6 +17,7 @@ import math
 import numba
 import numpy as np
 
+from .._rng import as_generator
 from ..errors import ShapeError
 from ..settings import current
 
@@ -63,7 +64,7 @@ def hit_and_run(A, b, start, n: int, rng=None, burn_in: int | None = None, thin:
     start : (k,) or (chains, k) float64, strictly inside (every slack above ``interior_tol``, and
         inside ``ball`` when one is given).
     n : number of points returned.
-    rng : ``numpy.random.Generator``, an int seed, or None (fresh entropy).
+    rng : ``numpy.random.Generator``, an int seed, or None (seed 0).
     burn_in, thin : steps discarded before the first point and steps between kept points of each
         chain; ``hit_and_run_burn_in`` and ``hit_and_run_thin`` of the settings when None.
     ball : optional ``(centre, radius)``, centre ``(k,)``: sample ``P ∩ B(centre, radius)`` instead.
@@ -134,7 +135,7 @@ def hit_and_run_chains(A, b, start, draws: int, chains: int, rng=None, burn_in: 
     walks = np.empty((draws, chains, k))
     if k == 0 or draws == 0:
         return walks
-    _walk(A, b, points, burn_in, thin, walks, np.random.default_rng(rng), ball)
+    _walk(A, b, points, burn_in, thin, walks, as_generator(rng), ball)
     return walks
 
 

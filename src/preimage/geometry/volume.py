@@ -16,6 +16,7 @@ from scipy.sparse.csgraph import connected_components
 from scipy.spatial import ConvexHull, HalfspaceIntersection, QhullError, cKDTree
 from scipy.special import gammaln
 
+from .._rng import as_generator
 from ..errors import ShapeError, Unbounded
 from ..settings import current
 from .cones import is_omnidirectional
@@ -119,7 +120,7 @@ def estimate_volume(A, b, centre, radius: float, rng=None,
     ----------
     A : (m, k) float64 with unit-norm rows; b : (m,) float64. The polytope is ``{w : A w <= b}``.
     centre : (k,) float64 and radius > 0: a ball inside P (the Chebyshev ball, say).
-    rng : ``numpy.random.Generator``, an int seed, or None.
+    rng : ``numpy.random.Generator``, an int seed, or None (seed 0).
     samples_per_phase : hit-and-run points kept per phase, ``hit_and_run_thin`` steps apart in their
         chain (``volume_samples`` of the settings when None); the positions in between count too.
 
@@ -153,7 +154,7 @@ def estimate_volume(A, b, centre, radius: float, rng=None,
         raise ValueError(f"samples_per_phase must be >= 2, got {samples}")
     if k == 0:
         return 1.0, 0.0
-    generator = np.random.default_rng(rng)
+    generator = as_generator(rng)
     phases = max(0, math.ceil(k * math.log2(_outer_radius(A, b, centre) / radius)))
     chains = max(2, min(samples, settings.hit_and_run_chains))
     # Every step's position enters the fraction, not only the thinned points: the test is cheap and
