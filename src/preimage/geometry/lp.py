@@ -19,7 +19,11 @@ that differ in objective or in a few rows, warm-started from the previous basis.
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import os
+import sys
+import threading
 import time
 from dataclasses import dataclass
 
@@ -51,6 +55,11 @@ _DEFAULTS = {"presolve": "choose", "solver": "choose", "simplex_strategy": 1}
 
 # The thread count HiGHS's global scheduler was last restarted with (None: never restarted by us).
 _scheduler_threads: int | None = None
+
+# HiGHS writes its banner straight to file descriptor 1 when the first instance of a process is made
+# (1.16 at construction, earlier releases at the first solve), before any option can turn it off.
+_first_instance_lock = threading.Lock()
+_first_instance_made = False
 
 
 @dataclass(frozen=True)
@@ -314,9 +323,49 @@ def _new_highs() -> highspy.Highs:
     """A silent HiGHS instance in which only a true infinity is infinite.
 
     By default HiGHS reads any bound >= 1e20 (and cost >= 1e20) as infinite, so ``x <= 1e25`` would
-    silently vanish; these options must be set before a model is passed to take effect.
+    silently vanish; these options must be set before a model is passed to take effect. The first
+    instance of the process is made, and solves a one-variable LP, with the standard streams sent to
+    the null device, so that the banner HiGHS prints once per process never reaches the user.
     """
-    highs = highspy.Highs()
+    global _first_instance_made
+    if not _first_instance_made:
+        with _first_instance_lock:
+            if not _first_instance_made:
+                with _silenced_standard_streams():
+                    _configured(highspy.Highs()).run()
+                _first_instance_made = True
+    return _configured(highspy.Highs())
+
+
+@contextlib.contextmanager
+def _silenced_standard_streams():
+    """Send file descriptors 1 and 2 to the null device for the block (Python's own streams flushed first).
+
+    Where the descriptors cannot be duplicated (a closed stdout, say), the block runs as it is.
+    """
+    for stream in (sys.stdout, sys.stderr):
+        if stream is not None:
+            with contextlib.suppress(Exception):
+                stream.flush()
+    try:
+        saved = [os.dup(1), os.dup(2)]
+    except OSError:
+        yield
+        return
+    null = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(null, 1)
+        os.dup2(null, 2)
+        yield
+    finally:
+        os.dup2(saved[0], 1)
+        os.dup2(saved[1], 2)
+        for fd in (*saved, null):
+            os.close(fd)
+
+
+def _configured(highs: highspy.Highs) -> highspy.Highs:
+    """``highs`` with output off and only true infinities infinite; SolverError if HiGHS refuses."""
     for name, value in (("output_flag", False), ("infinite_bound", np.inf), ("infinite_cost", np.inf)):
         if highs.setOptionValue(name, value) == highspy.HighsStatus.kError:
             raise SolverError(f"HiGHS refused option {name} = {value!r}")
