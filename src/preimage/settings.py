@@ -36,9 +36,13 @@ class Settings:
     import_rtol : relative agreement demanded between an imported network and the original forward pass.
     lp_time_limit : seconds allowed to one LP solve before ``SolverError``.
     lp_threads : threads HiGHS may use (0: its default).
-    lp_retries : how many times a solve that ends in an unclear status is retried with other options.
-    lp_small_matrix_value : HiGHS drops constraint-matrix entries of smaller magnitude; kept far below
-        ``feasibility_tol`` so that a unit-norm row is passed to the solver as it is (1e-12 is HiGHS's least).
+    lp_retries : how many times a solve that ends in an unclear status is retried with other options
+        (interior point, then the simplex without presolve, then the primal simplex).
+    lp_solver_tol : the primal feasibility tolerance HiGHS first works to (its default); its optima are
+        accepted only when they meet the rows within ``feasibility_tol``, and re-solved at that otherwise.
+    lp_small_matrix_value : HiGHS drops constraint-matrix entries of smaller magnitude. The wrapper scales
+        every row to unit 2-norm first, so this is relative to the row's own size; HiGHS's default 1e-9 is
+        kept (smaller values make its dual simplex end in "unknown" on many infeasible LPs).
     chunk_size : rows per chunk when streaming batches (patterns, bounds).
     max_vertex_dim : largest affine dimension for which vertices are enumerated.
     exact_volume_dim : largest affine dimension for which volume is computed exactly.
@@ -54,8 +58,9 @@ class Settings:
     import_rtol: float = 1e-9
     lp_time_limit: float = 120.0
     lp_threads: int = 0
-    lp_retries: int = 2
-    lp_small_matrix_value: float = 1e-12
+    lp_retries: int = 3
+    lp_solver_tol: float = 1e-7
+    lp_small_matrix_value: float = 1e-9
     chunk_size: int = 4096
     max_vertex_dim: int = 8
     exact_volume_dim: int = 6

@@ -42,12 +42,13 @@ _INF = highspy.kHighsInf  # equal to numpy.inf; numpy infinities are passed as t
 _STATUS = highspy.HighsModelStatus
 
 # Options of each attempt, applied on top of the base options; attempt 0 is HiGHS's default strategy.
-# Presolve is the usual culprit of unclear statuses, then the simplex variant, then simplex itself.
+# On random infeasible systems the dual simplex may end in "unknown" where the interior-point method
+# (with crossover) proves infeasibility, so it is the first retry; then presolve off, then primal simplex.
 _ATTEMPTS: tuple[dict, ...] = (
     {},
+    {"solver": "ipm"},
     {"presolve": "off"},
     {"presolve": "off", "solver": "simplex", "simplex_strategy": 4},  # primal simplex
-    {"presolve": "off", "solver": "ipm"},
 )
 
 # Options reset before every attempt, so that one attempt's changes never leak into the next solve.
@@ -110,7 +111,7 @@ def solve_lp(c, A_ub=None, b_ub=None, A_eq=None, b_eq=None, lb=None, ub=None, *,
         return _solve_without_variables(problem)
     highs = _new_highs()
     _pass_model(highs, problem, sign * problem.c)
-    return _solve(highs, sign, problem.n)
+    return _solve(highs, sign, problem.n, problem.bounds)
 
 
 class LPModel:
@@ -139,6 +140,8 @@ class LPModel:
         self._upper = problem.row_upper.copy()
         self._original_lower = self._lower.copy()
         self._original_upper = self._upper.copy()
+        self._scale = problem.row_scale.copy()
+        self._col_lower, self._col_upper = problem.col_lower, problem.col_upper
         self._highs = _new_highs()
         _pass_model(self._highs, problem, problem.c)
 
@@ -166,6 +169,10 @@ class LPModel:
         value = float(value)
         if np.isnan(value):
             raise ValueError(f"row {i}: upper bound is NaN")
+        with np.errstate(over="ignore"):
+            value = value * self._scale[i]
+        if self._lower[i] == self._upper[i] and not np.isfinite(value):
+            raise ValueError(f"row {i}: upper bound {value!r} of an equality row overflows float64 once scaled")
         self._upper[i] = value
         self._highs.changeRowBounds(i, self._lower[i], value)
 
@@ -185,6 +192,7 @@ class LPModel:
         r = matrix.shape[0]
         lo = _vector(lo, r, "lo", allow=(-np.inf,))
         hi = _vector(hi, r, "hi", allow=(np.inf,))
+        matrix, lo, hi, scale = _unit_rows(matrix, lo, hi)
         start = self.n_rows
         self._highs.addRows(r, lo, hi, matrix.nnz,
                             matrix.indptr[:-1].astype(np.int32), matrix.indices.astype(np.int32),
@@ -193,6 +201,7 @@ class LPModel:
         self._upper = np.concatenate([self._upper, hi])
         self._original_lower = np.concatenate([self._original_lower, lo])
         self._original_upper = np.concatenate([self._original_upper, hi])
+        self._scale = np.concatenate([self._scale, scale])
         return np.arange(start, start + r)
 
     def delete_rows(self, idx) -> None:
@@ -207,6 +216,7 @@ class LPModel:
         self._upper = np.delete(self._upper, idx)
         self._original_lower = np.delete(self._original_lower, idx)
         self._original_upper = np.delete(self._original_upper, idx)
+        self._scale = np.delete(self._scale, idx)
 
     def __repr__(self) -> str:
         return f"LPModel(n_vars={self._n}, n_rows={self.n_rows})"
@@ -215,15 +225,28 @@ class LPModel:
         c = _vector(c, self._n, "c")
         if self._n == 0:
             return _solve_without_variables(_Problem(np.zeros(0), scipy.sparse.csc_matrix((self.n_rows, 0)),
-                                                     self._lower, self._upper, np.zeros(0), np.zeros(0)))
+                                                     self._lower, self._upper, np.zeros(0), np.zeros(0),
+                                                     self._scale))
         self._highs.changeColsCost(self._n, np.arange(self._n, dtype=np.int32), sign * c)
-        return _solve(self._highs, sign, self._n)
+        bounds = _Bounds(self._col_lower, self._col_upper, self._lower, self._upper, self._scale)
+        return _solve(self._highs, sign, self._n, bounds)
 
     def _row_index(self, i) -> int:
         i = int(i)
         if not 0 <= i < self.n_rows:
             raise IndexError(f"row index {i} out of range [0, {self.n_rows})")
         return i
+
+
+@dataclass(frozen=True)
+class _Bounds:
+    """What the status mapping needs of a loaded LP besides HiGHS: its bounds, and each row's scale factor."""
+
+    col_lower: np.ndarray
+    col_upper: np.ndarray
+    row_lower: np.ndarray
+    row_upper: np.ndarray
+    row_scale: np.ndarray  # (m,) each loaded row and its bounds is the caller's row times this
 
 
 @dataclass(frozen=True)
@@ -236,10 +259,15 @@ class _Problem:
     row_upper: np.ndarray
     col_lower: np.ndarray
     col_upper: np.ndarray
+    row_scale: np.ndarray  # (m,) each row of ``matrix`` and its bounds is the caller's row times this
 
     @property
     def n(self) -> int:
         return self.c.size
+
+    @property
+    def bounds(self) -> _Bounds:
+        return _Bounds(self.col_lower, self.col_upper, self.row_lower, self.row_upper, self.row_scale)
 
     @classmethod
     def build(cls, c, A_ub, b_ub, A_eq, b_eq, lb, ub) -> "_Problem":
@@ -264,8 +292,8 @@ class _Problem:
             parts.append(matrix)
             lower.append(rhs if equality else np.full(rhs.size, -np.inf))
             upper.append(rhs)
-        matrix = (scipy.sparse.vstack(parts, format="csc") if parts
-                  else scipy.sparse.csc_matrix((0, n)))
+        matrix = (scipy.sparse.vstack(parts, format="csr") if parts
+                  else scipy.sparse.csr_matrix((0, n)))
         matrix.eliminate_zeros()
         col_lower = _bound(lb, n, "lb", -np.inf)
         col_upper = _bound(ub, n, "ub", np.inf)
@@ -273,8 +301,44 @@ class _Problem:
         if bad.size:
             j = int(bad[0])
             raise Infeasible(f"variable {j} has bounds lb = {col_lower[j]!r} > ub = {col_upper[j]!r}")
-        return cls(c, matrix.tocsc(), np.concatenate(lower) if lower else np.zeros(0),
-                   np.concatenate(upper) if upper else np.zeros(0), col_lower, col_upper)
+        matrix, row_lower, row_upper, row_scale = _unit_rows(
+            matrix, np.concatenate(lower) if lower else np.zeros(0),
+            np.concatenate(upper) if upper else np.zeros(0))
+        return cls(c, matrix.tocsc(), row_lower, row_upper, col_lower, col_upper, row_scale)
+
+
+def _unit_rows(matrix: scipy.sparse.csr_matrix, lower: np.ndarray, upper: np.ndarray):
+    """Rows ``lower <= M x <= upper`` rescaled to unit 2-norm, and the (m,) factor each row was multiplied by.
+
+    The solver's tolerances (feasibility, small matrix entries) are absolute, so they mean the same on
+    every row only once the rows have one size: a row and its bounds multiplied by 1e-170 or 1e160 is the
+    same constraint and is solved as such. The norm is taken after division by the row's largest entry,
+    so it neither under- nor overflows; an all-zero row keeps factor 1. A bound whose rescaled value
+    overflows cannot be met by (lower) or cannot cut (upper) any finite point, and becomes infinite, except
+    on an equality row, which is refused.
+    """
+    matrix = matrix.tocsr(copy=True)
+    m = matrix.shape[0]
+    rows = np.repeat(np.arange(m), np.diff(matrix.indptr))
+    largest = np.zeros(m)
+    np.maximum.at(largest, rows, np.abs(matrix.data))
+    safe = np.where(largest > 0.0, largest, 1.0)
+    data = matrix.data / safe[rows]
+    norm = np.sqrt(np.bincount(rows, weights=data * data, minlength=m))
+    norm = np.where(norm > 0.0, norm, 1.0)
+    matrix.data = data / norm[rows]
+    with np.errstate(over="ignore", divide="ignore", invalid="ignore"):
+        scaled_lower = lower / safe / norm
+        scaled_upper = upper / safe / norm
+    equality = lower == upper
+    overflow = np.flatnonzero(equality & ~np.isfinite(scaled_upper))
+    if overflow.size:
+        i = int(overflow[0])
+        raise ValueError(f"equality row {i}: bound {upper[i]!r} over the row's largest entry {largest[i]!r} "
+                         "overflows float64")
+    with np.errstate(over="ignore"):
+        factor = 1.0 / safe / norm
+    return matrix, scaled_lower, scaled_upper, factor
 
 
 def _vector(value, size: int | None, name: str, allow: tuple = ()) -> np.ndarray:
@@ -396,12 +460,16 @@ def _pass_model(highs: highspy.Highs, problem: _Problem, cost: np.ndarray) -> No
                           f"{highs.getOptionValue('large_matrix_value')[1]:.3g})")
 
 
-def _apply_options(highs: highspy.Highs, options: dict, settings: Settings, time_left: float) -> None:
-    """Set the base options from ``settings``, then one attempt's ``options``."""
+def _apply_options(highs: highspy.Highs, options: dict, settings: Settings, time_left: float,
+                   primal_tol: float | None = None) -> None:
+    """Set the base options from ``settings``, then one attempt's ``options``.
+
+    ``primal_tol``: the primal feasibility tolerance HiGHS works to (default ``feasibility_tol``).
+    """
     base = {
         **_DEFAULTS,
         "time_limit": max(time_left, 0.0),
-        "primal_feasibility_tolerance": settings.feasibility_tol,
+        "primal_feasibility_tolerance": settings.feasibility_tol if primal_tol is None else primal_tol,
         "dual_feasibility_tolerance": settings.feasibility_tol,
         "small_matrix_value": settings.lp_small_matrix_value,
         # "Unbounded or infeasible" is returned to us and decided by our own feasibility and ray
@@ -430,8 +498,10 @@ def _use_scheduler_threads(threads: int) -> None:
         _scheduler_threads = threads
 
 
-def _solve(highs: highspy.Highs, sign: float, n: int) -> LPResult:
+def _solve(highs: highspy.Highs, sign: float, n: int, bounds: _Bounds) -> LPResult:
     """Run the loaded model (objective already multiplied by ``sign``) with bounded retries.
+
+    ``bounds``: the loaded model's bounds and row scale factors (to check points and unscale duals).
 
     Attempt ``i`` uses ``_ATTEMPTS[i]``; at most ``lp_retries`` retries follow the first attempt, all
     sharing one time budget of ``lp_time_limit`` seconds. Returns or raises as :func:`solve_lp`.
@@ -446,10 +516,8 @@ def _solve(highs: highspy.Highs, sign: float, n: int) -> LPResult:
             break
         if number > 0:
             highs.clearSolver()  # a retry must not start from the basis that led to trouble
-        _apply_options(highs, options, settings, time_left)
-        run_status = highs.run()
-        status = highs.getModelStatus()
-        outcome = _map_status(highs, status, sign, n)
+        status, run_status = _run_to_tolerance(highs, options, settings, time_left, deadline, bounds)
+        outcome = _map_status(highs, status, sign, n, bounds)
         if outcome is not None:
             return outcome
         unclear.append(f"{highs.modelStatusToString(status)} (run returned {run_status.name}, max primal "
@@ -460,7 +528,35 @@ def _solve(highs: highspy.Highs, sign: float, n: int) -> LPResult:
                       f"{len(unclear)} attempt(s): {'; '.join(unclear)}")
 
 
-def _map_status(highs: highspy.Highs, status, sign: float, n: int) -> LPResult | None:
+def _run_to_tolerance(highs: highspy.Highs, options: dict, settings: Settings, time_left: float,
+                      deadline: float, bounds: _Bounds):
+    """Run one attempt, first at HiGHS's working tolerance ``lp_solver_tol``, then at ``feasibility_tol``.
+
+    The simplex method can stall for minutes on degenerate LPs when its primal tolerance is far below
+    its default, so the first run uses the looser ``lp_solver_tol``. Its proof of infeasibility holds
+    at the tighter tolerance too (no point meets the rows even within the looser one). An optimum is kept
+    when the point meets the rows within ``feasibility_tol`` (which it nearly always does: a vertex is
+    found to round-off); otherwise, and for an unbounded verdict (a ray from a point that may be only
+    loosely feasible), the attempt is re-run from the same basis at ``feasibility_tol``.
+    Returns (model status, run status) of the last run.
+    """
+    loose = max(settings.lp_solver_tol, settings.feasibility_tol)
+    _apply_options(highs, options, settings, time_left, primal_tol=loose)
+    run_status = highs.run()
+    status = highs.getModelStatus()
+    if loose == settings.feasibility_tol or status == _STATUS.kInfeasible:
+        return status, run_status
+    if status == _STATUS.kOptimal and _primal_feasible(highs, bounds):
+        return status, run_status
+    time_left = deadline - time.monotonic()
+    if time_left <= 0.0:
+        return status, run_status
+    _apply_options(highs, options, settings, time_left)
+    run_status = highs.run()
+    return highs.getModelStatus(), run_status
+
+
+def _map_status(highs: highspy.Highs, status, sign: float, n: int, bounds: _Bounds) -> LPResult | None:
     """The one place where a HiGHS model status becomes a result or an error.
 
     Returns the LPResult of an optimum, raises Infeasible / Unbounded on a proof, and returns None
@@ -468,7 +564,7 @@ def _map_status(highs: highspy.Highs, status, sign: float, n: int) -> LPResult |
     which the caller retries.
     """
     if status == _STATUS.kOptimal:
-        return _result(highs, sign) if _primal_feasible(highs) else None
+        return _result(highs, sign, bounds.row_scale) if _primal_feasible(highs, bounds) else None
     if status == _STATUS.kInfeasible:
         raise Infeasible("HiGHS: the LP is infeasible")
     if status == _STATUS.kUnbounded:
@@ -480,26 +576,32 @@ def _map_status(highs: highspy.Highs, status, sign: float, n: int) -> LPResult |
     return None
 
 
-def _primal_feasible(highs: highspy.Highs) -> bool:
+def _primal_feasible(highs: highspy.Highs, bounds: _Bounds) -> bool:
     """Whether HiGHS's optimal point meets the rows and bounds to ``feasibility_tol`` relative to its size.
 
-    HiGHS measures infeasibility in absolute terms; a point with coordinates of size |x| cannot be
-    placed more precisely than about ``eps |x|``, so the tolerance scales with ``max(1, |x|_inf)``.
-    An "optimal" point that fails this is no proof, and the solve is retried.
+    The violation is measured here, on HiGHS's row activities and column values (rows are unit-norm),
+    whatever tolerance HiGHS worked to. A point with coordinates of size |x| cannot be placed more
+    precisely than about ``eps |x|``, so the tolerance scales with ``max(1, |x|_inf)``. An "optimal"
+    point that fails this is no proof, and the solve is retried.
     """
-    info = highs.getInfo()
-    if info.num_primal_infeasibilities <= 0:
-        return True
-    scale = max(1.0, float(np.abs(np.asarray(highs.getSolution().col_value)).max(initial=0.0)))
-    return info.max_primal_infeasibility <= current().feasibility_tol * scale
+    solution = highs.getSolution()
+    x = np.asarray(solution.col_value, dtype=np.float64)
+    activity = np.asarray(solution.row_value, dtype=np.float64)
+    violation = 0.0
+    for value, lower, upper in ((x, bounds.col_lower, bounds.col_upper),
+                                (activity, bounds.row_lower, bounds.row_upper)):
+        if value.size:
+            violation = max(violation, float(np.max(np.maximum(lower - value, value - upper))))
+    scale = max(1.0, float(np.abs(x).max(initial=0.0)))
+    return violation <= current().feasibility_tol * scale
 
 
-def _result(highs: highspy.Highs, sign: float) -> LPResult:
+def _result(highs: highspy.Highs, sign: float, row_scale: np.ndarray) -> LPResult:
     solution = highs.getSolution()
     info = highs.getInfo()
     iterations = sum(max(0, count) for count in (info.simplex_iteration_count, info.ipm_iteration_count,
                                                  info.crossover_iteration_count))
-    duals = sign * np.array(solution.row_dual, dtype=np.float64) if solution.dual_valid else None
+    duals = sign * row_scale * np.array(solution.row_dual, dtype=np.float64) if solution.dual_valid else None
     return LPResult(x=np.array(solution.col_value, dtype=np.float64),
                     value=float(sign * highs.getObjectiveValue()), row_duals=duals, iterations=int(iterations))
 
@@ -571,7 +673,7 @@ def _solve_without_rows(highs: highspy.Highs, sign: float) -> LPResult:
     if lp.num_col_ == 0:
         return _solve_without_variables(_Problem(np.zeros(0), scipy.sparse.csc_matrix((lp.num_row_, 0)),
                                                  np.array(lp.row_lower_), np.array(lp.row_upper_),
-                                                 np.zeros(0), np.zeros(0)))
+                                                 np.zeros(0), np.zeros(0), np.ones(lp.num_row_)))
     cost = np.array(lp.col_cost_, dtype=np.float64)
     lower = np.array(lp.col_lower_, dtype=np.float64)
     upper = np.array(lp.col_upper_, dtype=np.float64)
