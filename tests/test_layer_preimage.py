@@ -233,3 +233,22 @@ def test_classify_layer_matches_one_at_a_time(rng):
         assert list(zip(result.kind, result.dim)) == expected, name
         assert np.array_equal(result.active, (layer.preactivation(X) > 0).sum(axis=1))
         assert sum(result.counts().values()) == 15
+
+
+def test_short_rows_are_judged_like_long_ones():
+    # W = [[1e-6], [-1e-6]], b = [0, -1e-10]: the preimage of y = 0 is the interval [-1e-4, 0].
+    layer = Layer(AffineMap(np.array([[1e-6], [-1e-6]]), np.array([0.0, -1e-10])), RELU)
+    truth = layer_preimage(layer, np.zeros(2))
+    assert truth.kind == "bounded" and truth.dim == 1
+    with_witness = pim.LayerPreimage(layer, np.zeros(2), witness=np.array([-0.5e-4]))
+    assert with_witness.kind == "bounded" and with_witness.dim == 1
+    assert pim.classify_layer(layer, np.array([[-0.5e-4]])).kind[0] == "bounded"
+    assert not singleton_test(layer, np.array([-0.5e-4])).singleton
+
+
+def test_a_row_much_shorter_than_the_others_still_bounds():
+    # W = [[1], [-1e-11]], b = [-1, -1e-11]: y = 0 holds on [-1, 1] (bounded), witness or not.
+    layer = Layer(AffineMap(np.array([[1.0], [-1e-11]]), np.array([-1.0, -1e-11])), RELU)
+    assert layer_preimage(layer, np.zeros(2)).kind == "bounded"
+    assert pim.LayerPreimage(layer, np.zeros(2), witness=np.array([0.0])).kind == "bounded"
+    assert is_omnidirectional(np.array([[1.0], [-1e-11]]))

@@ -251,7 +251,9 @@ def regular_simplex_normals(k):
     (np.array([[1.0, 0.0], [0.0, 1.0]]), False),  # fewer than k + 1 rows
     (np.array([[1.0, 0.0], [0.0, 1.0], [-1.0, -1.0], [0.0, 0.0]]), True),  # a zero row changes nothing
     (np.zeros((3, 0)), True),  # R^0
-    (np.array([[1.0], [-4e-17]]), False),  # the second row is rounding noise, not the direction -1
+    # A short row is a direction like any other (rounding noise is zeroed earlier, by restrict_rows).
+    (np.array([[1.0], [-4e-17]]), True),
+    (np.array([[1.0], [-1e-11]]), True),
 ])
 def test_is_omnidirectional_known(A, expected):
     assert is_omnidirectional(A) is expected

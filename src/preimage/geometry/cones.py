@@ -11,7 +11,6 @@ from __future__ import annotations
 import numpy as np
 
 from ..errors import Infeasible, ShapeError
-from ..settings import current
 from . import linalg
 from .lp import solve_lp
 
@@ -24,9 +23,10 @@ def is_omnidirectional(A) -> bool:
     By Stiemke's theorem of the alternative this holds iff rank(A) = k and some ``c > 0`` has
     ``A^T c = 0``: the rows positively span R^k. Decided by a rank test (``rank_rtol``) and one
     feasibility LP (``c >= 1``, ``A^T c = 0``; scaling makes ``c >= 1`` the same as ``c > 0``).
-    Zero rows are dropped (they constrain nothing) and the others normalised first; a row counts as zero
-    when its norm is at most ``rank_rtol`` times the largest row norm (rounding noise, such as a row
-    restricted to a subspace it is orthogonal to, must not become a unit direction).
+    Exactly-zero rows are dropped (they constrain nothing) and every other row is normalised to unit
+    norm first, however short it is next to the others: a row of norm 1e-11 beside one of norm 1 is
+    a direction like any other. (Rounding noise of a row restricted to a subspace it is orthogonal to is
+    zeroed, relative to that row's own norm, by ``linalg.restrict_rows``.)
 
     Fast exits: k = 0 is True (R^0 is the origin); fewer than k + 1 nonzero rows is False (a
     positive spanning set of R^k has at least k + 1 vectors).
@@ -39,8 +39,8 @@ def is_omnidirectional(A) -> bool:
     k = A.shape[1]
     if k == 0:
         return True
-    norms = np.linalg.norm(A, axis=1)
-    nonzero = norms > current().rank_rtol * norms.max(initial=0.0)
+    norms = linalg.row_norms(A)
+    nonzero = norms > 0.0
     rows = A[nonzero] / norms[nonzero, None]
     if rows.shape[0] < k + 1 or linalg.rank(rows) < k:
         return False
@@ -67,6 +67,6 @@ def recession_cone_is_trivial(A, E=None) -> bool:
     E = np.asarray(E, dtype=np.float64)
     if E.ndim != 2 or E.shape[1] != A.shape[1]:
         raise ShapeError(f"E must have shape (p, {A.shape[1]}) to match A {A.shape}, got {E.shape}")
-    norms = np.linalg.norm(A, axis=1)
+    norms = linalg.row_norms(A)
     unit = A[norms > 0] / norms[norms > 0, None]
     return is_omnidirectional(linalg.restrict_rows(unit, linalg.null_space(E)))

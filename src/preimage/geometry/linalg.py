@@ -10,7 +10,7 @@ import scipy.linalg
 
 from .. import settings as _settings
 
-__all__ = ["rank", "null_space", "full_rank_certified", "least_squares", "restrict_rows"]
+__all__ = ["rank", "null_space", "full_rank_certified", "least_squares", "restrict_rows", "row_norms"]
 
 _EPS = np.finfo(np.float64).eps
 
@@ -90,3 +90,15 @@ def restrict_rows(A: np.ndarray, Z: np.ndarray, rtol: float | None = None) -> np
     original = np.linalg.norm(A, axis=1)
     restricted[np.linalg.norm(restricted, axis=1) <= rtol * original] = 0.0
     return restricted
+
+
+def row_norms(A: np.ndarray) -> np.ndarray:
+    """The Euclidean norms (m,) of the rows of A (m, d), without under- or overflow.
+
+    Each row is divided by its largest entry before squaring, so rows of size 1e-170 or 1e160 get their
+    true norm (``numpy.linalg.norm`` squares them to 0 or inf); a zero row has norm 0.
+    """
+    A = np.asarray(A, dtype=np.float64)
+    largest = np.max(np.abs(A), axis=1, initial=0.0)
+    safe = np.where(largest > 0.0, largest, 1.0)
+    return largest * np.linalg.norm(A / safe[:, None], axis=1)

@@ -24,6 +24,9 @@ from .redundancy import minimal_system
 
 __all__ = ["Polytope", "AffineHull", "Volume", "as_generator"]
 
+# A slack computed from data of size |v| carries rounding of a few units in the last place of |v|.
+_NOISE_ULPS = 8.0
+
 
 @dataclass(frozen=True, eq=False)
 class AffineHull:
@@ -156,6 +159,46 @@ class Polytope:
         """True iff no point satisfies the constraints (one feasibility LP, cached)."""
         return self._feasible_point is None
 
+    # Every fact beyond emptiness is computed on P in its own frame ``y = (x - shift) / scale``, where
+    # shift is a feasible point and scale the size of the set seen from it, and mapped back: a set means
+    # the same after a translation by 1e7 or a scaling by 1e-6, and the data's own rounding (a few units
+    # in the last place of |b| and |A| |x|) is allowed on every row, so no slack is read from noise.
+
+    @cached_property
+    def _normal(self) -> "Polytope":
+        """P in its frame (see above), as a Polytope whose frame is the identity; P itself when empty."""
+        if self.__dict__.get("_frame") is not None or self._feasible_point is None:
+            self.__dict__.setdefault("_frame", (np.zeros(self.dim_ambient), 1.0))
+            return self
+        shift = self._feasible_point
+        slack = self.b - self.A @ shift
+        noise_a = self._row_noise(self.A, self.b, shift)
+        noise_e = self._row_noise(self.E, self.f, shift)
+        clear = slack[np.isfinite(slack) & (slack > 2.0 * noise_a + current().feasibility_tol)]
+        # The smallest clear slack: the set's extent from its feasible point along its nearest facet,
+        # never a far row's (a row at 1e10 next to a unit box must not make the box look small).
+        scale = float(np.min(clear)) if clear.size else 1.0
+        if not np.isfinite(scale) or scale <= 0.0:
+            scale = 1.0
+        normal = _restore(self.A, slack / scale, self.E, (self.f - self.E @ shift) / scale, False)
+        normal.__dict__.update(_frame=(np.zeros(self.dim_ambient), 1.0), _noise_a=noise_a / scale,
+                               _noise_e=noise_e / scale, _feasible_point=np.zeros(self.dim_ambient))
+        self.__dict__["_frame"] = (shift, scale)
+        return normal
+
+    @property
+    def _shift_scale(self) -> tuple[np.ndarray, float]:
+        """``(shift, scale)`` of P's frame: ``x = shift + scale * y``."""
+        self._normal  # noqa: B018 (computes the frame)
+        return self.__dict__["_frame"]
+
+    def _row_noise(self, M: np.ndarray, v: np.ndarray, x: np.ndarray) -> np.ndarray:
+        """(r,) the rounding a slack ``v - M x`` of these rows may carry, plus what P's frame inherited."""
+        inherited = self.__dict__.get("_noise_a" if M is self.A else "_noise_e", 0.0)
+        with np.errstate(invalid="ignore", over="ignore"):
+            own = _NOISE_ULPS * np.finfo(np.float64).eps * (np.abs(v) + np.abs(M) @ np.abs(x))
+        return inherited + np.where(np.isfinite(own), own, 0.0)
+
     @cached_property
     def _equality_frame(self) -> tuple[np.ndarray, np.ndarray] | None:
         """``(x_p, Z)`` with ``{E x = f} = {x_p + Z w}``, Z (d, k) orthonormal; None if inconsistent.
@@ -168,7 +211,8 @@ class Polytope:
         if self.n_eq == 0:
             return np.zeros(d), np.eye(d)
         x_p, residual = linalg.least_squares(self.E, self.f)
-        if residual > current().feasibility_tol * max(1.0, float(np.max(np.abs(x_p)))):
+        allowed = current().feasibility_tol * max(1.0, float(np.max(np.abs(x_p))))
+        if residual > allowed + float(np.max(self._row_noise(self.E, self.f, x_p))):
             return None
         return x_p, linalg.null_space(self.E)
 
@@ -192,12 +236,14 @@ class Polytope:
         if self._empty_by_construction or self._reduced is None:
             return None
         x_p, Z, A_r, b_r, flat = self._reduced
+        # Each row may miss by its own rounding: the data cannot place it more precisely.
+        b_r = b_r + self._row_noise(self.A, self.b, x_p)
         if np.any(b_r[flat] < -current().feasibility_tol):
             return None
         if Z.shape[1] == 0 or np.all(flat):
             return x_p
         try:
-            w = solve_lp(np.zeros(Z.shape[1]), A_ub=A_r[~flat], b_ub=b_r[~flat]).x
+            w = _least_feasible(A_r[~flat], b_r[~flat])
         except Infeasible:
             return None
         return x_p + Z @ w
@@ -211,6 +257,19 @@ class Polytope:
 
     @cached_property
     def _hull(self) -> AffineHull | None:
+        """The affine hull found in P's frame, mapped back; None if P is empty."""
+        normal = self._normal
+        hull = normal._hull_here
+        if hull is None or normal is self:
+            return hull
+        shift, scale = self._shift_scale
+        arrays = (shift + scale * hull.point, hull.basis, hull.A, scale * hull.b, hull.rows, hull.implicit)
+        for array in arrays:
+            array.setflags(write=False)
+        return AffineHull(*arrays)
+
+    @cached_property
+    def _hull_here(self) -> AffineHull | None:
         """The affine hull, or None if P is empty; found with two LPs (see _implicit_rows)."""
         found = self._implicit_rows()
         if found is None:
@@ -265,16 +324,22 @@ class Polytope:
             return None
         settings = current()
         x_p, Z, A_r, b_r, flat = self._reduced
+        noise = self._row_noise(self.A, self.b, x_p)
         # Rows constant on the flat {E x = f} hold with equality on all of P iff that constant slack is 0.
-        flat_implicit = np.flatnonzero(flat & (b_r <= settings.feasibility_tol))
+        flat_implicit = np.flatnonzero(flat & (b_r <= settings.feasibility_tol + noise))
         rows = np.flatnonzero(~flat)
         k, m = Z.shape[1], rows.size
         if k == 0 or m == 0:
             return x_f, flat_implicit
         A = A_r[rows]
         w_f = Z.T @ (x_f - x_p)
+        # A row counts as implicit when its slack cannot exceed interior_tol plus its own rounding:
+        # s_i enters with weight 1 + noise_i / interior_tol, so s_i = 1 needs that much more slack.
+        # The weight is capped where the rounding reaches half the set's own size: such a row's slack
+        # cannot be told from its noise at all, and it is kept (not implicit) when the set gives it room.
+        weight = 1.0 + np.minimum(noise[rows], 0.5) / settings.interior_tol
         slack = np.clip(b_r[rows] - A @ w_f, 0.0, 1.0)
-        A_ub = scipy.sparse.hstack([scipy.sparse.csr_matrix(A), scipy.sparse.identity(m),
+        A_ub = scipy.sparse.hstack([scipy.sparse.csr_matrix(A), scipy.sparse.diags(weight),
                                     scipy.sparse.csr_matrix(-slack[:, None])], format="csr")
         cost = np.concatenate([np.zeros(k), np.ones(m), [0.0]])
         lower = np.concatenate([np.full(k, -np.inf), np.zeros(m), [1.0]])
@@ -348,11 +413,13 @@ class Polytope:
         Raises EmptyDomainError if P is empty.
         """
         hull = self.affine_hull()
-        centre, radius = self._ball
-        point = hull.to_ambient(centre[None, :])[0]
+        normal = self._normal
+        shift, scale = self._shift_scale
+        centre, radius = normal._ball
+        point = shift + scale * normal.affine_hull().to_ambient(centre[None, :])[0]
         if hull.dim < self._equality_dim:
             return point, 0.0
-        return point, radius
+        return point, scale * radius
 
     @cached_property
     def _equality_dim(self) -> int:
@@ -364,8 +431,10 @@ class Polytope:
 
         For a single point (dim 0) it is that point. Raises EmptyDomainError if P is empty.
         """
-        hull = self.affine_hull()
-        return hull.to_ambient(self._ball[0][None, :])[0]
+        self.affine_hull()
+        normal = self._normal
+        shift, scale = self._shift_scale
+        return shift + scale * normal.affine_hull().to_ambient(normal._ball[0][None, :])[0]
 
     # ----------------------------------------------------------------- minimal H-form
 
@@ -387,16 +456,24 @@ class Polytope:
     def _minimal_form(self) -> "Polytope":
         if self.is_empty():
             return _restore(*_empty_system(self.dim_ambient), True)
-        result = _restore(*minimal_system(self), False)
+        A, b, E, f = minimal_system(self._normal)
+        shift, scale = self._shift_scale
+        if self._normal is not self:
+            b, f = scale * b + A @ shift, scale * f + E @ shift
+        result = _restore(A, b, E, f, False)
         result.__dict__["_minimal_form"] = result
         return result
 
     # ----------------------------------------------------------------- membership and set operations
 
     def contains(self, X, tol: float | None = None):
-        """Membership within ``tol`` (default ``feasibility_tol``): ``A x <= b + tol``, ``|E x - f| <= tol``.
+        """Membership within ``tol`` (default ``feasibility_tol``), relative to the size of the set.
 
-        X : (n, d) -> (n,) bool, or (d,) -> bool. This tests the H-form as given (no LP).
+        Tested in P's frame ``y = (x - shift) / scale`` (see ``_normal``): ``A y <= b' + tol + noise``,
+        ``|E y - f'| <= tol + noise``, where the noise is the rounding that the data and the coordinates
+        of x carry (a few units in the last place), so that a vertex or a sample of a set far from the
+        origin is inside it. X : (n, d) -> (n,) bool, or (d,) -> bool. This tests the H-form (no LP
+        beyond the one feasibility LP that places the frame).
         """
         tol = current().feasibility_tol if tol is None else float(tol)
         X = np.asarray(X, dtype=np.float64)
@@ -405,8 +482,14 @@ class Polytope:
         if points.ndim != 2 or points.shape[1] != self.dim_ambient:
             raise ShapeError(f"points must have shape (n, {self.dim_ambient}) or ({self.dim_ambient},), "
                              f"got {X.shape}")
-        inside = np.all(points @ self.A.T <= self.b + tol, axis=1)
-        inside &= np.all(np.abs(points @ self.E.T - self.f) <= tol, axis=1)
+        normal = self._normal
+        shift, scale = self._shift_scale
+        Y = (points - shift) / scale
+        rounding = _NOISE_ULPS * np.finfo(np.float64).eps * (np.abs(points) + np.abs(shift)) / scale
+        noise_a = normal._row_noise(normal.A, normal.b, np.zeros(self.dim_ambient)) + rounding @ np.abs(self.A.T)
+        noise_e = normal._row_noise(normal.E, normal.f, np.zeros(self.dim_ambient)) + rounding @ np.abs(self.E.T)
+        inside = np.all(Y @ self.A.T <= normal.b + tol + noise_a, axis=1)
+        inside &= np.all(np.abs(Y @ self.E.T - normal.f) <= tol + noise_e, axis=1)
         return bool(inside[0]) if single else inside
 
     def intersect(self, other: "Polytope") -> "Polytope":
@@ -445,6 +528,10 @@ class Polytope:
             return np.zeros((0, self.dim_ambient))
         if not self.is_bounded():
             raise ValueError(f"{self!r} is unbounded: it has no finite vertex description")
+        normal = self._normal
+        if normal is not self:
+            shift, scale = self._shift_scale
+            return shift + scale * normal.vertices()
         hull = self.affine_hull()
         limit = current().max_vertex_dim
         if hull.dim > limit:
@@ -470,6 +557,11 @@ class Polytope:
             return Volume(np.inf, 0.0, True)
         if k == 0:
             return Volume(1.0, 0.0, True)
+        normal = self._normal
+        if normal is not self:
+            found = normal.volume(relative=relative, rng=rng)
+            factor = self._shift_scale[1] ** (k if relative else self.dim_ambient)
+            return Volume(found.value * factor, found.stderr * factor, found.exact)
         hull = self.affine_hull()
         centre, radius = self._ball
         if k <= current().exact_volume_dim:
@@ -483,6 +575,9 @@ class Polytope:
         rng: a numpy Generator, an int seed, or None (seed 0; see :func:`as_generator`).
         Raises EmptyDomainError if P is empty, ValueError if P is unbounded.
         """
+        if isinstance(n, (bool, np.bool_)) or not isinstance(n, (int, np.integer)):
+            if not (isinstance(n, (float, np.floating)) and float(n).is_integer()):
+                raise ValueError(f"number of samples must be a whole number, got {n!r}")
         n = int(n)
         if n < 0:
             raise ValueError(f"number of samples must be >= 0, got {n}")
@@ -491,10 +586,33 @@ class Polytope:
             raise ValueError(f"{self!r} is unbounded: there is no uniform distribution to sample")
         if hull.dim == 0:
             return np.tile(hull.point, (n, 1))
+        normal = self._normal
+        if normal is not self:
+            shift, scale = self._shift_scale
+            return shift + scale * normal.sample(n, rng)
         settings = current()
         walks = sampling.hit_and_run(hull.A, hull.b, self._ball[0], n, as_generator(rng),
                                      burn_in=settings.hit_and_run_burn_in, thin=settings.hit_and_run_thin)
         return hull.to_ambient(walks)
+
+
+def _least_feasible(A: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """A point w (k,) of ``{A w <= b}`` of least max-norm, by one LP in (w, t); Infeasible if none.
+
+    The least point, rather than any vertex, is the frame's origin (see ``Polytope._normal``): a vertex
+    on a row far out (``x <= 1e200``) would put the frame where the other rows are lost in rounding.
+    """
+    k = A.shape[1]
+    eye = scipy.sparse.identity(k, format="csr")
+    t_column = scipy.sparse.csr_matrix(-np.ones((k, 1)))
+    A_ub = scipy.sparse.vstack([scipy.sparse.hstack([scipy.sparse.csr_matrix(A),
+                                                     scipy.sparse.csr_matrix((A.shape[0], 1))]),
+                                scipy.sparse.hstack([eye, t_column]), scipy.sparse.hstack([-eye, t_column])],
+                               format="csr")
+    cost = np.zeros(k + 1)
+    cost[-1] = 1.0
+    result = solve_lp(cost, A_ub=A_ub, b_ub=np.concatenate([b, np.zeros(2 * k)]))
+    return result.x[:k]
 
 
 # --------------------------------------------------------------------- construction helpers
@@ -506,9 +624,20 @@ def _restore(A, b, E, f, empty: bool) -> Polytope:
     return polytope
 
 
+def _real_array(value, name: str) -> np.ndarray:
+    """``value`` as a fresh float64 array; complex input is refused (its imaginary part would be dropped)."""
+    array = np.array(value)
+    if np.iscomplexobj(array):
+        raise ValueError(f"{name} is complex; a polytope needs real float64 data")
+    try:
+        return np.array(array, dtype=np.float64)
+    except (TypeError, ValueError) as error:
+        raise ValueError(f"{name} cannot be read as float64 numbers: {error}") from error
+
+
 def _finite_matrix(M, name: str) -> np.ndarray:
-    """M as a fresh (r, d) float64 array; ShapeError unless 2-D, ValueError on NaN or inf."""
-    array = np.array(M, dtype=np.float64)
+    """M as a fresh (r, d) float64 array; ShapeError unless 2-D, ValueError on NaN, inf or complex."""
+    array = _real_array(M, name)
     if array.ndim != 2:
         raise ShapeError(f"{name} must be a 2-D matrix, got shape {array.shape}")
     bad = ~np.isfinite(array)
@@ -519,8 +648,8 @@ def _finite_matrix(M, name: str) -> np.ndarray:
 
 
 def _right_hand_side(v, rows: int, name: str, matrix_name: str, matrix_shape) -> np.ndarray:
-    """v as a fresh (rows,) float64 array; ShapeError on mismatch, ValueError on NaN."""
-    array = np.array(v, dtype=np.float64)
+    """v as a fresh (rows,) float64 array; ShapeError on mismatch, ValueError on NaN or complex."""
+    array = _real_array(v, name)
     if array.shape != (rows,):
         raise ShapeError(f"{name} must have shape ({rows},) to match {matrix_name} of shape "
                          f"{tuple(matrix_shape)}, got {array.shape}")
@@ -529,27 +658,43 @@ def _right_hand_side(v, rows: int, name: str, matrix_name: str, matrix_shape) ->
     return array
 
 
+def _unit_rows(M, v, matrix_name: str, rhs_name: str):
+    """Rows of M (r, d) scaled to unit norm with v (r,), without under- or overflow; and the zero rows.
+
+    Each row is divided by its largest entry before its norm is taken, so rows of size 1e-170 or 1e160
+    keep their direction. A right-hand side whose scaled value overflows is refused: the row would
+    otherwise silently become "no constraint" or "no point".
+    Returns (M_unit, v_unit, zero) with zero (r,) bool; zero rows are returned as they are.
+    """
+    largest = np.max(np.abs(M), axis=1, initial=0.0)
+    zero = largest == 0.0
+    safe = np.where(zero, 1.0, largest)
+    M = M / safe[:, None]
+    norms = np.linalg.norm(M, axis=1)
+    norms[zero] = 1.0
+    with np.errstate(over="ignore", invalid="ignore"):
+        v_unit = v / safe / norms
+    overflow = np.flatnonzero(~zero & np.isfinite(v) & ~np.isfinite(v_unit))
+    if overflow.size:
+        i = int(overflow[0])
+        raise ValueError(f"row {i} of {matrix_name}: {rhs_name}[{i}] = {v[i]!r} divided by the row's norm "
+                         f"(largest entry {largest[i]!r}) overflows float64; rescale the constraint")
+    return M / norms[:, None], v_unit, zero
+
+
 def _normalise_inequalities(A, b, tol):
     """Unit-norm rows; zero rows and ``b = +inf`` rows dropped. Returns (A, b, empty)."""
-    norms = np.linalg.norm(A, axis=1)
-    zero = norms == 0.0
-    empty = bool(np.any(zero & (b < -tol)))
-    with np.errstate(divide="ignore", over="ignore", invalid="ignore"):
-        scaled = np.where(zero, np.inf, b / np.where(zero, 1.0, norms))
-    empty |= bool(np.any(scaled == -np.inf))
-    keep = scaled < np.inf
-    return A[keep] / norms[keep, None], scaled[keep], empty
+    A, scaled, zero = _unit_rows(A, b, "A", "b")
+    empty = bool(np.any(zero & (b < -tol))) or bool(np.any(scaled == -np.inf))
+    keep = ~zero & (scaled < np.inf)
+    return A[keep], scaled[keep], empty
 
 
 def _normalise_equalities(E, f, tol):
     """Unit-norm rows; zero rows with ``|f| <= tol`` dropped. Returns (E, f, empty)."""
-    norms = np.linalg.norm(E, axis=1)
-    zero = norms == 0.0
+    E, scaled, zero = _unit_rows(E, f, "E", "f")
     empty = bool(np.any(zero & (np.abs(f) > tol)))
-    with np.errstate(divide="ignore", over="ignore", invalid="ignore"):
-        scaled = f[~zero] / norms[~zero]
-    empty |= bool(np.any(~np.isfinite(scaled)))
-    return E[~zero] / norms[~zero, None], scaled, empty
+    return E[~zero], scaled[~zero], empty
 
 
 def _empty_system(d: int):

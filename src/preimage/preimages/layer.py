@@ -222,11 +222,18 @@ class LayerPreimage:
 
     @cached_property
     def _tight(self) -> np.ndarray:
-        """(m - a,) bool: the inactive units whose pre-activation at the witness is 0 (feasibility tolerance)."""
+        """(m - a,) bool: the inactive units whose pre-activation at the witness is 0.
+
+        Zero means: the witness lies within ``feasibility_tol`` of the unit's hyperplane (the distance
+        ``z / |w|``, so a short row is judged like a long one, as the polytope judges its unit rows), or
+        within the rounding of computing z (a few units in the last place of ``|w| |x| + |b|``).
+        """
         rows = self._inactive_rows
-        z = rows @ self.witness + self.layer.b[~self.active]
+        bias = self.layer.b[~self.active]
+        z = rows @ self.witness + bias
         tol = _settings.current().feasibility_tol
-        return z >= -tol * np.maximum(np.linalg.norm(rows, axis=1), 1.0)
+        rounding = 8.0 * np.finfo(np.float64).eps * (np.abs(rows) @ np.abs(self.witness) + np.abs(bias))
+        return z >= -(tol * linalg.row_norms(rows) + rounding)
 
     @property
     def kind(self) -> str:
