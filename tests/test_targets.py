@@ -191,3 +191,23 @@ def test_conjunction_checks_its_shapes():
 def test_public_names(net):
     assert pim.Box is not None
     assert callable(compile_target) and isinstance(compile_target(ArgMax(0), net)[0], Conjunction)
+
+
+def test_patterns_rows_must_fit(rng, net):
+    patterns = net.patterns(rng.standard_normal((2, 3)))
+    with pytest.raises(ShapeError, match="holds 2"):
+        Pattern(patterns)
+    with pytest.raises(ShapeError, match="not among"):
+        Pattern(patterns[0], layer=2)
+    other = random_mlp(rng, [3, 5, 6, 4])
+    with pytest.raises(ShapeError, match=r"covers layers \(0, 1\)"):
+        compile_target(Pattern(net.patterns(np.zeros(3))), random_mlp(rng, [3, 4, 4]))
+    with pytest.raises(ShapeError, match="11 bits"):
+        compile_target(Pattern(net.patterns(np.zeros(3))), random_mlp(rng, [3, 4, 4, 4]))
+    assert compile_target(Pattern(other.patterns(np.zeros(3))), other)
+
+
+def test_satisfies_takes_compiled_conjunctions(net):
+    with pytest.raises(TypeError, match="compile_target"):
+        satisfies([ArgMax(0)], net, np.zeros(3))
+    assert not np.any(satisfies([], net, np.zeros((4, 3))))

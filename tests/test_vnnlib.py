@@ -257,3 +257,14 @@ def test_a_false_assertion_gives_an_empty_target(tmp_path, rng):
     domain, target = read_vnnlib(write(tmp_path, "(assert (<= X_0 1)) (assert (>= X_0 0)) (assert (<= 2 1))"))
     net = network_over(rng, np.zeros(3), np.ones(3), 2)
     assert all(c.trivially_empty for c in compile_target(target, net))
+
+
+def test_gzipped_files_read_the_same(tmp_path):
+    import gzip
+
+    plain = write(tmp_path, SYNTAX["mixed disjuncts"])
+    packed = tmp_path / "prop.vnnlib.gz"
+    with gzip.open(packed, "wt") as handle:
+        handle.write(plain.read_text())
+    (d1, t1), (d2, t2) = read_vnnlib(plain), read_vnnlib(packed)
+    assert d1 == d2 and repr(t1) == repr(t2)

@@ -26,7 +26,6 @@ from __future__ import annotations
 import itertools
 import logging
 from dataclasses import dataclass, field
-from typing import Sequence
 
 import numpy as np
 
@@ -519,7 +518,7 @@ def _pattern(rows: _Rows, target: Pattern) -> None:
         if not (on.any() or off.any()):
             continue
         eye = np.eye(bits.size)
-        A = np.vstack([-eye[on], eye[off]])
+        A = np.vstack([-eye[on], eye[off]]) + 0.0
         _place(rows, index, A, np.zeros(A.shape[0]), on=on, off=off)
 
 
@@ -564,7 +563,7 @@ def _neuron_range(rows: _Rows, target: NeuronRange) -> None:
     off = np.zeros(units, dtype=bool)
     on[target.unit] = target.lo >= 0.0
     off[target.unit] = target.hi <= 0.0
-    _place(rows, index, np.array(A), np.array(b), on=on, off=off)
+    _place(rows, index, np.array(A) + 0.0, np.array(b), on=on, off=off)
 
 
 def _input_polytope(rows: _Rows, target: InputPolytope) -> None:

@@ -45,8 +45,11 @@ class VNNLibError(PreimageError, ValueError):
     """A VNN-LIB file that cannot be read: names the file, the line and the offending token."""
 
     def __init__(self, path, line: int, token: str, what: str):
-        self.path, self.line, self.token = str(path), int(line), token
+        self.path, self.line, self.token, self.what = str(path), int(line), token, what
         super().__init__(f"{path}, line {line}: {what} {token!r}")
+
+    def __reduce__(self):
+        return type(self), (self.path, self.line, self.token, self.what)
 
 
 class VNNLibProperty(tuple):
