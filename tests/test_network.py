@@ -68,7 +68,7 @@ def test_nan_input_and_weights_refused(rng):
         net.forward(np.array([[0.0, np.nan, 1.0]]))
     W = rng.standard_normal((4, 3))
     W[1, 2] = np.inf
-    with pytest.raises(ModelError, match="layer 0"):
+    with pytest.raises(ModelError, match=r"layer 'bad': W contains .*W\[1, 2\] = inf"):
         Network([Layer(AffineMap(W), RELU, "bad")])
 
 

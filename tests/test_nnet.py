@@ -270,7 +270,7 @@ def test_tiny_network_reads_with_blank_lines_and_spaces(tmp_path):
     (4, "2,3,2,", "line 4: layer sizes"),
     (6, "-1.0,", "line 6: the input minimums needs 2 values, found 1"),
     (7, "1.0,-2.0,", "line 7: an input maximum is below"),
-    (9, "1.0,0.0,1.0,", "line 9: a range is zero"),
+    (9, "1.0,0.0,1.0,", "line 9: the range of input 1 is zero"),
     (11, "3.0,4.0,5.0,", r"line 11: row 1 of the weights of layer 0 needs 2 values, found 3"),
     (12, "5.0,", r"line 12: row 2 of the weights of layer 0 needs 2 values, found 1"),
     (14, "0.2,0.3,", r"line 14: bias 1 of layer 0 needs 1 value, found 2"),

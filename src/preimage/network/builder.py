@@ -8,6 +8,8 @@ Importers translate a model into a list of three kinds of operation, in order:
 
 ``assemble`` composes consecutive affine maps into one (this is where BatchNorm is folded into its
 neighbour and an input normalisation into the first layer) and closes a layer at every activation.
+``AffineMap.compose`` multiplies the matrices out only where the product is no larger than its factors,
+so a layer's map may be a chain (a pooling and the Linear after it).
 """
 
 from __future__ import annotations
@@ -20,17 +22,26 @@ from ..errors import ModelError, ShapeError
 from .affine import AffineMap
 from .layers import IDENTITY, Activation, Layer
 
-__all__ = ["AffineOp", "ActivationOp", "ReshapeOp", "assemble"]
+__all__ = ["AffineOp", "ActivationOp", "ReshapeOp", "assemble", "with_params"]
 
 
 @dataclass(frozen=True)
 class AffineOp:
-    """An affine map of the flattened tensor; ``output_shape`` is the tensor shape it produces."""
+    """An affine map of the flattened tensor; ``output_shape`` is the tensor shape it produces.
+
+    ``params`` is the number of parameters the original operation has in the model (a Linear's weight and
+    bias; 0 for a pooling, whose matrix is no parameter); None counts the map's stored values instead.
+    """
 
     affine: AffineMap
     output_shape: tuple[int, ...]
     name: str
     kind: str
+    params: int | None = None
+
+    @property
+    def n_params(self) -> int:
+        return self.params if self.params is not None else self.affine.nnz + self.affine.out_features
 
 
 @dataclass(frozen=True)
@@ -51,6 +62,20 @@ class ReshapeOp:
     kind: str = "Flatten"
 
 
+def with_params(ops: list, count: int) -> list:
+    """``ops``, the ops one original operation became, with its ``count`` parameters on the first affine op.
+
+    The other affine ops get 0, so that a layer's parameters add up to the model's.
+    """
+    out, remaining = [], int(count)
+    for op in ops:
+        if isinstance(op, AffineOp):
+            op = AffineOp(op.affine, op.output_shape, op.name, op.kind, remaining)
+            remaining = 0
+        out.append(op)
+    return out
+
+
 def _size(shape) -> int:
     return int(np.prod(shape, dtype=np.int64))
 
@@ -60,7 +85,7 @@ def assemble(ops, input_shape, *, name: str = "", input_box=None):
 
     Consecutive affine operations are composed into one affine map; each activation ends a layer; a
     trailing affine map becomes the last layer with the identity activation. Two activations in a row
-    get an identity map between them.
+    get an identity map between them. Each layer's ``params`` is the sum of its operations' ``n_params``.
     """
     from .network import Network
 
@@ -70,16 +95,17 @@ def assemble(ops, input_shape, *, name: str = "", input_box=None):
     pending: AffineMap | None = None
     pending_sources: list[str] = []
     pending_names: list[str] = []
+    pending_params = 0
     layer_input_shape = shape
 
     def close(activation: Activation) -> None:
-        nonlocal pending, pending_sources, pending_names, layer_input_shape
+        nonlocal pending, pending_sources, pending_names, pending_params, layer_input_shape
         affine = pending if pending is not None else AffineMap.identity(_size(shape))
         sources = tuple(pending_sources) if pending_sources else ("identity",)
         layer_name = "+".join(pending_names) if pending_names else "identity"
         affine.check_finite(f"layer {len(layers)} ({layer_name})")
-        layers.append(Layer(affine, activation, layer_name, sources, layer_input_shape, shape))
-        pending, pending_sources, pending_names = None, [], []
+        layers.append(Layer(affine, activation, layer_name, sources, layer_input_shape, shape, pending_params))
+        pending, pending_sources, pending_names, pending_params = None, [], [], 0
         layer_input_shape = shape
 
     for op in ops:
@@ -95,6 +121,7 @@ def assemble(ops, input_shape, *, name: str = "", input_box=None):
             pending = op.affine if pending is None else op.affine.compose(pending)
             pending_sources.append(f"{op.name}:{op.kind}")
             pending_names.append(op.name)
+            pending_params += op.n_params
             shape = tuple(op.output_shape)
         elif isinstance(op, ActivationOp):
             pending_sources.append(f"{op.name}:{op.kind}")

@@ -5,7 +5,7 @@ order, and every operator here returns a ``scipy.sparse.csr_matrix`` ``M`` with:
 
     M @ x.reshape(-1) == F.conv2d(x[None], weight, ...)[0].reshape(-1)      (to float64 round-off)
 
-and likewise for ``F.avg_pool2d`` and ``F.adaptive_avg_pool2d``. Every padding mode of ``nn.Conv2d``
+and likewise for ``F.conv_transpose2d``, ``F.avg_pool2d`` and ``F.adaptive_avg_pool2d``. Every padding mode of ``nn.Conv2d``
 (zeros, reflect, replicate, circular) is a map from padded coordinates to input coordinates, so each
 operator is linear and its matrix is built by index arithmetic over all taps at once; no dense matrix
 is ever formed.
@@ -25,6 +25,7 @@ from ..errors import ModelError, ShapeError
 
 __all__ = [
     "conv2d_matrix",
+    "conv_transpose2d_matrix",
     "conv2d_bias",
     "avg_pool2d_matrix",
     "adaptive_avg_pool2d_matrix",
@@ -334,6 +335,68 @@ def _grouped_matrix(weights, pattern: _SpatialTaps, groups, n_pixels_in, shape) 
 
     indptr = _row_pointer(np.tile(group_channels_in * pattern.counts, channels_out), dtype)
     return sp.csr_matrix((data, indices, indptr), shape=shape)
+
+
+def conv_transpose2d_matrix(
+    weight,
+    input_shape,
+    stride=1,
+    padding=0,
+    output_padding=0,
+    dilation=1,
+    groups=1,
+) -> tuple[sp.csr_matrix, tuple[int, int, int]]:
+    """The matrix of a 2-D transposed convolution without bias (``F.conv_transpose2d``) on one flattened image.
+
+    A transposed convolution is the adjoint of the convolution with the same weight, stride, padding,
+    dilation and groups that maps its output back to its input: its matrix is that convolution's matrix
+    transposed, restricted to the input's pixels (``output_padding`` >= stride makes the convolution see
+    more pixels than the input has).
+
+    Parameters
+    ----------
+    weight : (C_in, C_out / groups, kH, kW) array or torch tensor (torch's and ONNX's layout).
+    input_shape : (C_in, H, W).
+    stride, dilation : int or pair, positive.
+    padding : int, pair or (top, bottom, left, right): rows and columns cropped from the full output.
+    output_padding : int or pair, non-negative: rows and columns added at the bottom and right.
+
+    Returns
+    -------
+    M : csr_matrix, (C_out * H_out * W_out, C_in * H * W) float64 with
+        ``H_out = (H - 1) * stride - top - bottom + dilation * (kH - 1) + output_padding + 1`` (W likewise).
+    output_shape : (C_out, H_out, W_out).
+    """
+    weights = _as_float64(weight, "weight")
+    if weights.ndim != 4 or min(weights.shape) == 0:
+        raise ShapeError(
+            f"weight must be a non-empty 4-D array (C_in, C_out/groups, kH, kW), got shape {weights.shape}"
+        )
+    channels_in, height, width = _image_shape(input_shape)
+    groups = _as_int(groups, "groups")
+    if groups <= 0:
+        raise ShapeError(f"groups must be positive, got {groups}")
+    if weights.shape[0] != channels_in:
+        raise ShapeError(f"weight.shape[0] = {weights.shape[0]} does not match input_shape[0] = {channels_in}")
+    stride = _positive_pair(stride, "stride")
+    dilation = _positive_pair(dilation, "dilation")
+    top, bottom, left, right = _padding4(padding)
+    extra = _pair(output_padding, "output_padding")
+    if min(extra) < 0:
+        raise ShapeError(f"output_padding must be non-negative, got {output_padding!r}")
+    kernel_h, kernel_w = weights.shape[2:]
+    height_out = (height - 1) * stride[0] - top - bottom + dilation[0] * (kernel_h - 1) + extra[0] + 1
+    width_out = (width - 1) * stride[1] - left - right + dilation[1] * (kernel_w - 1) + extra[1] + 1
+    if height_out <= 0 or width_out <= 0:
+        raise ShapeError(f"padding ({top}, {bottom}, {left}, {right}) crops the whole output "
+                         f"({height_out} x {width_out})")
+    channels_out = weights.shape[1] * groups
+    adjoint, (_, seen_h, seen_w) = conv2d_matrix(
+        weights, (channels_out, height_out, width_out), stride, (top, bottom, left, right), dilation, groups)
+    if (seen_h, seen_w) != (height, width):
+        keep = np.arange(channels_in * seen_h * seen_w).reshape(channels_in, seen_h, seen_w)[:, :height, :width]
+        adjoint = adjoint[keep.reshape(-1)]
+    return adjoint.T.tocsr(), (channels_out, height_out, width_out)
 
 
 def conv2d_bias(bias, output_shape) -> np.ndarray:

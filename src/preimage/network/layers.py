@@ -68,6 +68,11 @@ class Layer:
     name : a readable name (the original modules/nodes joined by ``+``).
     sources : the original operations folded into this layer, e.g. ``("conv1:Conv2d", "bn1:BatchNorm2d")``.
     input_shape, output_shape : the tensor shapes (without batch) at the input and at the pre-activations.
+    params : the number of parameters of the original operations (an importer counts the model's own
+        weights, biases and statistics); None counts the stored values of W and b instead.
+
+    A NaN or infinite entry of W or b is refused when the layer is built (``ModelError`` naming the
+    layer and the entry).
     """
 
     affine: AffineMap
@@ -76,8 +81,10 @@ class Layer:
     sources: tuple[str, ...] = ()
     input_shape: tuple[int, ...] = field(default=())
     output_shape: tuple[int, ...] = field(default=())
+    params: int | None = None
 
     def __post_init__(self):
+        self.affine.check_finite(f"layer {self.name!r}" if self.name else "layer")
         if not self.input_shape:
             object.__setattr__(self, "input_shape", (self.affine.in_features,))
         if not self.output_shape:
@@ -107,6 +114,12 @@ class Layer:
 
     @property
     def n_params(self) -> int:
+        """Parameters as the model has them (``params``), else the stored values of W and b."""
+        return self.params if self.params is not None else self.stored
+
+    @property
+    def stored(self) -> int:
+        """Values this layer holds in memory: the stored entries of W (every factor of a chain) and b."""
         return self.affine.nnz + self.affine.out_features
 
     def preactivation(self, X: np.ndarray) -> np.ndarray:
@@ -120,5 +133,5 @@ class Layer:
     def __repr__(self) -> str:
         return (
             f"Layer({self.name!r}, {self.in_features} -> {self.out_features}, {self.activation}, "
-            f"{'sparse' if self.affine.is_sparse else 'dense'})"
+            f"{self.affine.storage})"
         )

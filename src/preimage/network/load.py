@@ -7,7 +7,6 @@ its architecture comes from the caller as an ``nn.Module`` instance.
 
 from __future__ import annotations
 
-import copy
 import errno
 import os
 import pickle
@@ -19,7 +18,7 @@ import torch.nn as nn
 
 from ..errors import ModelError, ShapeError
 from .network import Network
-from .torch_import import from_torch
+from .torch_import import from_torch, inference_copy
 
 __all__ = ["load", "SUPPORTED_SUFFIXES"]
 
@@ -100,6 +99,32 @@ def _with_declared_shape(net: Network, input_shape, source: str) -> Network:
     return net
 
 
+def _read_state(path: Path):
+    """``torch.load(path, weights_only=True)``; every failure to read the file is a ModelError naming it."""
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        if "Unsupported global" in str(exc):
+            raise ModelError(
+                f"{path} holds more than tensors (for instance a whole pickled module), and unpickling it could "
+                "run code, so it is not loaded. Save model.state_dict() instead and load it with architecture=. "
+                f"torch said: {_unsupported_global(exc)}"
+            ) from exc
+        raise ModelError(f"{path} is not a readable torch weights file (damaged or truncated?): "
+                         f"{str(exc).splitlines()[0]}") from exc
+    except Exception as exc:  # a damaged file fails inside zipfile, the unpickler or storage code in any way
+        detail = str(exc).splitlines()[0] if str(exc) else "the file ends unexpectedly"
+        raise ModelError(
+            f"{path} is not a readable torch weights file (damaged or truncated?): {type(exc).__name__}: {detail}"
+        ) from exc
+
+
+def _unsupported_global(exc: Exception) -> str:
+    """The line of torch's weights-only refusal that names the global it would have to import."""
+    lines = [line.strip() for line in str(exc).splitlines()]
+    return next((line for line in lines if "Unsupported global" in line), lines[0] if lines else "")
+
+
 def _load_weights(path: Path, architecture, input_shape, check: bool) -> Network:
     if architecture is None:
         raise ModelError(
@@ -110,16 +135,7 @@ def _load_weights(path: Path, architecture, input_shape, check: bool) -> Network
         raise ModelError(
             f"architecture must be an nn.Module instance (e.g. MyModel()), got {type(architecture).__name__}"
         )
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as exc:
-        raise ModelError(
-            f"{path} holds more than tensors (for instance a whole pickled module), and unpickling it could run "
-            "code, so it is not loaded. Save model.state_dict() instead and load it with architecture=. "
-            f"torch said: {str(exc).splitlines()[0]}"
-        ) from exc
-    except (RuntimeError, EOFError, ValueError) as exc:
-        raise ModelError(f"{path} is not a readable torch weights file: {exc}") from exc
+    state = _read_state(path)
     for key in _CHECKPOINT_KEYS:
         if isinstance(state, Mapping) and isinstance(state.get(key), Mapping):
             state = state[key]
@@ -128,7 +144,7 @@ def _load_weights(path: Path, architecture, input_shape, check: bool) -> Network
         raise ModelError(f"{path} does not hold a state dict (a mapping of names to tensors)")
     # a weights file is imported for inference: a freshly built architecture is in training mode,
     # which would make its BatchNorm layers normalise with batch statistics
-    model = copy.deepcopy(architecture).eval()
+    model = inference_copy(architecture)
     try:
         model.load_state_dict(state, strict=True)
     except RuntimeError as exc:

@@ -35,8 +35,6 @@ class Network:
         self.layers: tuple[Layer, ...] = tuple(layers)
         if not self.layers:
             raise ModelError("a network needs at least one layer")
-        for i, layer in enumerate(self.layers):
-            layer.affine.check_finite(f"layer {i} ({layer.name})")
         for i in range(1, len(self.layers)):
             if self.layers[i].in_features != self.layers[i - 1].out_features:
                 raise ShapeError(
@@ -74,7 +72,13 @@ class Network:
 
     @property
     def n_params(self) -> int:
+        """Parameters as the model has them (see ``Layer.n_params``)."""
         return sum(layer.n_params for layer in self.layers)
+
+    @property
+    def stored(self) -> int:
+        """Values the network holds in memory (see ``Layer.stored``)."""
+        return sum(layer.stored for layer in self.layers)
 
     def __len__(self) -> int:
         return len(self.layers)
@@ -192,17 +196,16 @@ class Network:
 
     # -- description -------------------------------------------------------------------------------
     def summary(self) -> str:
-        """A table of the layers: index, name, shapes, activation, parameters, storage."""
-        rows = [("#", "layer", "input", "output", "activation", "params", "W")]
+        """A table of the layers: index, name, shapes, activation, parameters, stored values and W's storage."""
+        rows = [("#", "layer", "input", "output", "activation", "params", "stored", "W")]
         for i, layer in enumerate(self.layers):
-            storage = f"sparse {layer.affine.nnz} nz" if layer.affine.is_sparse else "dense"
             rows.append((
                 str(i), layer.name, "x".join(map(str, layer.input_shape)), "x".join(map(str, layer.output_shape)),
-                str(layer.activation), f"{layer.n_params:,}", storage,
+                str(layer.activation), f"{layer.n_params:,}", f"{layer.stored:,}", layer.affine.storage,
             ))
         widths = [max(len(r[c]) for r in rows) for c in range(len(rows[0]))]
         lines = [f"{self.name or 'network'}: input {'x'.join(map(str, self.input_shape))}, "
-                 f"{len(self.layers)} layers, {self.n_params:,} parameters"]
+                 f"{len(self.layers)} layers, {self.n_params:,} parameters, {self.stored:,} values stored"]
         for r in rows:
             lines.append("  ".join(cell.ljust(w) for cell, w in zip(r, widths)).rstrip())
         if self.input_box is not None:

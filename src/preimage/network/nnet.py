@@ -101,7 +101,7 @@ def read_nnet(path) -> Network:
 
     Raises
     ------
-    ModelError : unreadable or malformed file (the message gives the line number), a zero range.
+    ModelError : unreadable or malformed file (the message gives the line number), a zero input range.
     """
     path = Path(path)
     try:
@@ -122,8 +122,8 @@ def read_nnet(path) -> Network:
         raise lines.error(number, "an input maximum is below its minimum (or NaN)")
     _, means = lines.values("the means (inputs, then outputs)", n_inputs + 1)
     number, ranges = lines.values("the ranges (inputs, then outputs)", n_inputs + 1)
-    if 0.0 in ranges:
-        raise lines.error(number, "a range is zero")
+    if 0.0 in ranges[:-1]:  # inputs are divided by their range; the output range only multiplies
+        raise lines.error(number, f"the range of input {ranges.index(0.0)} is zero")
 
     means, ranges = np.array(means), np.array(ranges)
     ops = [AffineOp(AffineMap.scaling(1.0 / ranges[:-1], -means[:-1] / ranges[:-1]),

@@ -1,9 +1,11 @@
-"""Constant folding for the ONNX importer: nodes whose inputs are all constant, evaluated with numpy.
+"""Constant folding for the ONNX importer: nodes whose inputs are all constant, evaluated as ONNX defines them.
 
 A tensor of an ONNX graph is either on the data path (see ``onnx_import``) or a *constant*: an initializer,
 a Constant node, or the output of a node whose inputs are all constant. ``ConstantFolder`` holds the
-constants of one graph and evaluates such nodes as they come in topological order (the operations in
-``FOLDED_OPS``: Shape, Gather, Unsqueeze, Concat, Reshape, arithmetic, ...).
+constants of one graph and evaluates such nodes as they come in topological order with onnx's reference
+evaluator (``onnx.reference``), so every operator of the standard domain it implements folds (Shape,
+Gather, Concat, Mod, Where, Range, ...), at the model's opset. Operators that draw random numbers are
+refused: a network is a fixed function.
 
 Batch markers. ``Shape`` of the data tensor is a constant too: its static dimensions, with 1 standing for
 the batch size. Its entries are marked so that the batch size can be followed through the folding: an
@@ -26,11 +28,12 @@ import math
 import numpy as np
 import onnx
 from onnx import numpy_helper
+from onnx.reference import ReferenceEvaluator
 
 from ..errors import ModelError, ShapeError, UnsupportedOperation
 
 __all__ = [
-    "FOLDED_OPS", "ConstantFolder", "node_name", "node_attributes", "tensor_to_array",
+    "ConstantFolder", "default_opset", "node_name", "node_attributes", "tensor_to_array",
     "int_list", "optional_input", "axes_operand", "normalise_axes", "reshape_target", "slice_array",
     "unsqueeze_array",
 ]
@@ -144,31 +147,20 @@ def unsqueeze_array(x: np.ndarray, axes) -> np.ndarray:
 
 
 # ---------------------------------------------------------------------------------------------------
-# the folding rules: each maps (attributes, input values) to the output value
+# evaluating one node on constants
+
+#: operators whose value is random: a graph that folds one is not a fixed function
+_RANDOM_OPS = frozenset({
+    "RandomNormal", "RandomUniform", "RandomNormalLike", "RandomUniformLike", "Multinomial", "Bernoulli",
+})
 
 
-def _squeeze(x, axes):
-    if axes is None:
-        return x.reshape(tuple(s for s in x.shape if s != 1))
-    axes = normalise_axes(axes, x.ndim)
-    if any(x.shape[a] != 1 for a in axes):
-        raise ShapeError(f"cannot squeeze axes {axes} of a tensor of shape {x.shape}")
-    return np.squeeze(x, axis=tuple(axes))
-
-
-def _integer_aware(function):
-    """Elementwise arithmetic that keeps integer tensors integer (shape computations)."""
-    def apply(a, b):
-        result = function(a, b)
-        if a.dtype.kind in "iu" and b.dtype.kind in "iu":
-            return np.trunc(result).astype(np.result_type(a, b))
-        return result
-    return apply
-
-
-def _cast(x, attributes):
-    dtype = onnx.helper.tensor_dtype_to_np_dtype(attributes["to"])
-    return x.astype(np.float64 if dtype.kind == "f" else dtype)
+def default_opset(model: onnx.ModelProto) -> int:
+    """The model's opset of the standard (``""`` / ``"ai.onnx"``) domain; the onnx library's own if undeclared."""
+    for entry in model.opset_import:
+        if entry.domain in ("", "ai.onnx"):
+            return int(entry.version)
+    return onnx.defs.onnx_opset_version()
 
 
 def _constant(attributes):
@@ -182,41 +174,19 @@ def _constant(attributes):
     raise ModelError(f"Constant with attributes {sorted(attributes)} holds no numeric tensor")
 
 
-def _constant_of_shape(values, attributes):
-    fill = tensor_to_array(attributes["value"]).reshape(-1) if "value" in attributes else np.zeros(1)
-    return np.full(tuple(int_list(values[0])), fill[0], dtype=fill.dtype)
+def _single_node_model(node: onnx.NodeProto, opset: int) -> onnx.ModelProto:
+    """``node`` as a one-node model at ``opset``: the reference evaluator picks the operator version from a
+    model's opset imports (given a bare node it takes the newest version)."""
+    inputs = [onnx.helper.make_value_info(t, onnx.TypeProto()) for t in node.input if t]
+    outputs = [onnx.helper.make_value_info(t, onnx.TypeProto()) for t in node.output if t]
+    graph = onnx.helper.make_graph([node], "fold", inputs, outputs)
+    return onnx.helper.make_model(graph, opset_imports=[onnx.helper.make_opsetid("", opset)])
 
 
-_FOLD = {
-    "Constant": lambda a, v: _constant(a),
-    "Identity": lambda a, v: v[0],
-    "Cast": lambda a, v: _cast(v[0], a),
-    "Shape": lambda a, v: np.array(v[0].shape, dtype=np.int64)[a.get("start", 0):a.get("end")],
-    "Size": lambda a, v: np.array(v[0].size, dtype=np.int64),
-    "Gather": lambda a, v: np.take(v[0], v[1].astype(np.int64), axis=a.get("axis", 0)),
-    "Unsqueeze": lambda a, v: unsqueeze_array(v[0], axes_operand(a, v)),
-    "Squeeze": lambda a, v: _squeeze(v[0], axes_operand(a, v)),
-    "Concat": lambda a, v: np.concatenate([np.atleast_1d(x) for x in v if x is not None], axis=a["axis"]),
-    "Slice": lambda a, v: slice_array(v[0], a, v)[0],
-    "Reshape": lambda a, v: v[0].reshape(
-        reshape_target(a["shape"] if "shape" in a else v[1], v[0].shape, a.get("allowzero", 0))),
-    "Transpose": lambda a, v: np.transpose(v[0], a.get("perm")),
-    "Flatten": lambda a, v: v[0].reshape(math.prod(v[0].shape[:a.get("axis", 1)]), -1),
-    "Expand": lambda a, v: np.array(np.broadcast_to(v[0], np.broadcast_shapes(v[0].shape, tuple(int_list(v[1]))))),
-    "Add": lambda a, v: np.add(v[0], v[1]),
-    "Sub": lambda a, v: np.subtract(v[0], v[1]),
-    "Mul": lambda a, v: np.multiply(v[0], v[1]),
-    "Div": lambda a, v: _integer_aware(np.true_divide)(v[0], v[1]),
-    "Neg": lambda a, v: np.negative(v[0]),
-    "Sqrt": lambda a, v: np.sqrt(v[0]),
-    "Reciprocal": lambda a, v: np.reciprocal(v[0]),
-    "Relu": lambda a, v: np.maximum(v[0], 0),
-    "ConstantOfShape": lambda a, v: _constant_of_shape(v, a),
-    "Range": lambda a, v: np.arange(v[0], v[1], v[2]).astype(v[0].dtype),
-}
-
-FOLDED_OPS = tuple(sorted(_FOLD))
-"""Operations evaluated when all their inputs are constant."""
+def _as_float64(value):
+    """Floating-point results become float64, the precision the network is evaluated in."""
+    value = np.asarray(value)
+    return value.astype(np.float64) if value.dtype.kind == "f" else value
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -243,9 +213,10 @@ class ConstantFolder:
         ``fold`` and ``fold_shape_of_data``.
     """
 
-    def __init__(self, graph: onnx.GraphProto):
+    def __init__(self, graph: onnx.GraphProto, opset: int):
         if len(graph.sparse_initializer):
             raise ModelError("sparse initializers are not supported")
+        self.opset = opset
         self.constants: dict[str, np.ndarray] = {tensor.name: tensor_to_array(tensor) for tensor in graph.initializer}
         self._markers: dict[str, np.ndarray] = {}  # only tensors with a marked entry
 
@@ -270,28 +241,46 @@ class ConstantFolder:
         return bool(markers.size and markers[0] == _BATCH)
 
     def fold(self, node: onnx.NodeProto, values: list) -> None:
-        """Evaluate ``node`` on its input ``values`` (arrays, None for absent inputs) and store its output.
+        """Evaluate ``node`` on its input ``values`` (arrays, None for absent inputs) and store its outputs.
 
-        Raises UnsupportedOperation for an op outside ``FOLDED_OPS`` or one that computes with the batch
-        size in a way a Reshape target could not use; ShapeError or ModelError, naming the node, when the
-        inputs do not fit the op.
+        Raises UnsupportedOperation for an op that onnx's reference evaluator does not implement, one that
+        draws random numbers, or one that computes with the batch size in a way a Reshape target could
+        not use; ModelError, naming the node, when the inputs do not fit the op.
         """
         op, name = node.op_type, node_name(node)
-        rule = _FOLD.get(op)
-        if rule is None:
-            raise UnsupportedOperation(op, name, "constant folding of this operation is not supported")
+        if op in _RANDOM_OPS:
+            raise UnsupportedOperation(op, name, "it draws random numbers, so the network would not be a fixed function")
         attributes = node_attributes(node)
-        try:
-            with np.errstate(all="ignore"):
-                result = rule(attributes, values)
-        except ShapeError as error:
-            raise ShapeError(f"node {name!r} ({op}): {error}") from error
-        except (ValueError, IndexError, KeyError, TypeError) as error:
-            raise ModelError(f"node {name!r} ({op}): cannot evaluate on constant inputs: {error}") from error
-        self.constants[node.output[0]] = result
+        results = self._evaluate(node, attributes, values)
+        for output, result in zip(node.output, results):
+            if output:
+                self.constants[output] = result
         marked = [i for i, t in enumerate(node.input) if t in self._markers]
         if marked and op not in ("Shape", "Size"):  # these read the shape only, never the marked values
-            self._store_markers(node.output[0], self._fold_markers(node, attributes, values, marked, result))
+            self._store_markers(node.output[0], self._fold_markers(node, values, marked, results[0]))
+
+    def _evaluate(self, node: onnx.NodeProto, attributes: dict, values: list) -> list[np.ndarray]:
+        """The outputs of ``node`` on ``values``: Constant and Cast read in float64, the rest by onnx.reference."""
+        op, name = node.op_type, node_name(node)
+        if op == "Constant":
+            return [_constant(attributes)]
+        if op == "Cast" and onnx.helper.tensor_dtype_to_np_dtype(attributes["to"]).kind == "f":
+            return [np.asarray(values[0]).astype(np.float64)]
+        try:
+            evaluator = ReferenceEvaluator(_single_node_model(node, self.opset))
+        except Exception as error:  # the reference evaluator reports an unknown operator or version in its own way
+            raise UnsupportedOperation(
+                op, name, f"onnx's reference evaluator cannot compute it on constants ({type(error).__name__}: "
+                f"{str(error).splitlines()[0] if str(error) else ''})"
+            ) from error
+        feeds = {tensor: np.asarray(value) for tensor, value in zip(node.input, values) if tensor}
+        try:
+            with np.errstate(all="ignore"):
+                results = evaluator.run(None, feeds)
+        except Exception as error:  # numpy inside the reference operators fails on unfit inputs in any way
+            raise ModelError(f"node {name!r} ({op}): cannot evaluate on constant inputs: {type(error).__name__}: "
+                             f"{error}") from error
+        return [_as_float64(result) for result in results]
 
     def fold_shape_of_data(self, node: onnx.NodeProto, full_shape: tuple[int, ...], batched: bool) -> None:
         """Store ``Shape`` of the data tensor, whose shape is ``full_shape`` (batch size as 1 when ``batched``)."""
@@ -307,7 +296,7 @@ class ConstantFolder:
         if np.any(markers):
             self._markers[tensor] = markers
 
-    def _fold_markers(self, node, attributes, values, marked, result) -> np.ndarray:
+    def _fold_markers(self, node, values, marked, result) -> np.ndarray:
         """The batch markers of a folded output whose inputs at positions ``marked`` carry markers."""
         op = node.op_type
         if op in _ARITHMETIC:
@@ -322,6 +311,6 @@ class ConstantFolder:
             )
         marker_values = list(values)
         for i, tensor in enumerate(node.input):
-            if operands is None or i in operands:
+            if tensor and (operands is None or i in operands):
                 marker_values[i] = self._markers.get(tensor, np.zeros(np.shape(values[i]), dtype=np.int8))
-        return np.asarray(_FOLD[op](attributes, marker_values), dtype=np.int8)
+        return np.asarray(self._evaluate(node, node_attributes(node), marker_values)[0], dtype=np.int8)

@@ -31,10 +31,11 @@ import onnx
 from ..errors import ModelError, ShapeError, UnsupportedOperation
 from .builder import assemble
 from .network import Network
-from .onnx_fold import FOLDED_OPS, ConstantFolder, node_name
-from .onnx_ops import DATA, HANDLED_OPS, DataPath, translate
+from .onnx_fold import ConstantFolder, default_opset, node_name
+from .onnx_ops import HANDLED_OPS, translate, unsupported_reason
+from .onnx_path import DATA, DataPath
 
-__all__ = ["from_onnx", "SUPPORTED_OPS", "FOLDED_OPS"]
+__all__ = ["from_onnx", "SUPPORTED_OPS"]
 
 logger = logging.getLogger(__name__)
 
@@ -49,14 +50,33 @@ SUPPORTED_OPS = tuple(sorted({*HANDLED_OPS, "Shape"}))
 class _GraphImporter:
     """Walks one graph, folding constants and translating the data path into primitive ops."""
 
-    def __init__(self, model: onnx.ModelProto, input_name: str | None):
+    def __init__(self, model: onnx.ModelProto, input_name: str | None, batched: bool | None):
         self.graph = model.graph
-        self.folder = ConstantFolder(self.graph)
+        if not len(self.graph.input) and not len(self.graph.node):
+            raise ModelError("the model is empty: its graph has no inputs and no nodes")
+        self.folder = ConstantFolder(self.graph, default_opset(model))
+        self._check_single_writers()
+        self.batched_request = batched
         self.data_shapes: dict[str, tuple[int, ...]] = {}  # full shape (batch as 1) of each data tensor
         self.needed_tensors: set[str] = set()  # the tensors the graph output depends on; see _needed_nodes
         self._choose_input(input_name)
 
     # -- set-up -------------------------------------------------------------------------------------
+    def _check_single_writers(self):
+        """Refuse a graph where two nodes (or a node and an initializer) write one tensor, as ONNX does."""
+        writer = {name: "an initializer" for name in self.folder.constants}
+        writer.update({v.name: "a graph input" for v in self.graph.input if v.name not in writer})
+        for node in self.graph.node:
+            for name in node.output:
+                if not name:
+                    continue
+                if name in writer:
+                    raise ModelError(
+                        f"tensor {name!r} is written by node {node_name(node)!r} ({node.op_type}) and by "
+                        f"{writer[name]}: in ONNX every tensor has one producer"
+                    )
+                writer[name] = f"node {node_name(node)!r} ({node.op_type})"
+
     def _choose_input(self, input_name):
         """Pick the graph input that carries the data and start the data path (``self.path``) there."""
         dynamic = [v for v in self.graph.input if v.name not in self.folder.constants]
@@ -76,7 +96,17 @@ class _GraphImporter:
             raise ShapeError(f"graph input {chosen.name!r} declares no shape")
         dims = [d.dim_value if d.HasField("dim_value") and d.dim_value > 0 else None for d in tensor_type.shape.dim]
         shown = [d or e.dim_param or "?" for d, e in zip(dims, tensor_type.shape.dim)]
-        batched = bool(dims) and (dims[0] is None or (dims[0] == 1 and len(dims) >= 2))
+        fixed_batch = 1
+        if self.batched_request is None:
+            batched = bool(dims) and (dims[0] is None or (dims[0] == 1 and len(dims) >= 2))
+            if len(dims) >= 2 and dims[0] is not None and dims[0] > 1:
+                batched, fixed_batch = True, dims[0]  # a model exported with an example batch of several samples
+        else:
+            batched = bool(self.batched_request)
+            if batched and not dims:
+                raise ShapeError(f"graph input {chosen.name!r} is a scalar: it has no batch axis")
+            if batched and dims[0] is not None:
+                fixed_batch = dims[0]
         per_sample = dims[1:] if batched else dims
         if any(d is None for d in per_sample):
             axis = per_sample.index(None) + int(batched)
@@ -85,7 +115,7 @@ class _GraphImporter:
                 "(batch) dimension may be"
             )
         self.input_shape = tuple(per_sample)
-        self.path = DataPath(self.input_shape, batched, self.folder)
+        self.path = DataPath(self.input_shape, batched, self.folder, fixed_batch)
         self.data_name = chosen.name
         self.data_shapes[chosen.name] = self.path.full_shape
 
@@ -158,9 +188,7 @@ class _GraphImporter:
         if sum(role is DATA for role in roles) > 1:
             raise UnsupportedOperation(op, name, "combines the data tensor with itself (a branching graph)")
         if op not in HANDLED_OPS:
-            raise UnsupportedOperation(
-                op, name, "only affine operations (Gemm, MatMul, Conv, Add, ...), Relu and LeakyRelu can be imported"
-            )
+            raise UnsupportedOperation(op, name, unsupported_reason(op))
         extra = [t for t in node.output[1:] if t and t in self.needed_tensors]
         if extra:
             raise UnsupportedOperation(op, name, f"its secondary outputs {extra} are used")
@@ -194,7 +222,7 @@ class _GraphImporter:
 # ---------------------------------------------------------------------------------------------------
 
 
-def from_onnx(model_or_path, *, input_name: str | None = None) -> Network:
+def from_onnx(model_or_path, *, input_name: str | None = None, batched: bool | None = None) -> Network:
     """Import an ONNX model (a path or an ``onnx.ModelProto``) as a float64 ``Network``.
 
     Parameters
@@ -202,6 +230,10 @@ def from_onnx(model_or_path, *, input_name: str | None = None) -> Network:
     model_or_path : str, PathLike or onnx.ModelProto. A file is parsed with ``onnx.load`` (as data).
     input_name : the graph input to treat as the data; by default the first input that is not an
         initializer. Any other dynamic input that the output depends on is refused.
+    batched : whether the input's first axis is the batch. By default it is when it is symbolic, or static
+        with rank >= 2: a model exported with a fixed batch of N samples is read per sample (its ops must act
+        on each sample alike, else the refusal says how to re-export). False reads the whole input tensor as
+        one sample.
 
     The graph must be a chain from that input to the single output. The batch axis (a symbolic or unit first
     dimension) is dropped; the other dimensions must be static. Data-path ops: Gemm, MatMul (either side
@@ -232,6 +264,17 @@ def from_onnx(model_or_path, *, input_name: str | None = None) -> Network:
         except Exception as error:  # protobuf raises its own DecodeError family; report them all the same way
             raise ModelError(f"cannot parse {str(path)!r} as an ONNX model: {error}") from error
         name = path.stem
-    network = _GraphImporter(model, input_name).run(name)
+    importer = _GraphImporter(model, input_name, batched)
+    try:
+        network = importer.run(name)
+    except (UnsupportedOperation, ShapeError) as error:
+        if batched is not None or importer.path.fixed_batch == 1:
+            raise
+        # a static first axis above 1 read as a batch, but the graph mixes it with the others: that whole
+        # tensor is one sample; when it is not either, the per-sample refusal (with its advice) stands
+        try:
+            network = _GraphImporter(model, input_name, False).run(name)
+        except (UnsupportedOperation, ShapeError, ModelError):
+            raise error from None
     logger.debug("imported %s: %s", name, network)
     return network

@@ -9,6 +9,11 @@ and the output shape of each translated operation is checked against torch's.
 
 ``torch_ops`` translates each operation into primitive ops of ``builder.assemble``, which folds the
 affine ones together. With ``check=True`` the result is compared with the model's own forward pass.
+
+Reparametrised layers. Weight normalisation and spectral normalisation (``nn.utils.parametrizations``
+and the older hook-based ``nn.utils.weight_norm`` / ``spectral_norm``) compute a plain weight from
+their parameters at each forward pass; at inference (eval mode: no power iteration) the layer is a
+plain Linear or Conv2d with that weight, which is what the probe run leaves in ``module.weight``.
 """
 
 from __future__ import annotations
@@ -25,11 +30,11 @@ import torch.nn.functional as F
 
 from .. import settings as _settings
 from ..errors import ImportMismatch, ModelError, ShapeError, UnsupportedOperation
-from .builder import ActivationOp, assemble
+from .builder import ActivationOp, assemble, with_params
 from .network import Network
-from .torch_ops import DATA, DROPOUT_FUNCTIONS, Step, is_shape_agnostic, translate
+from .torch_ops import DATA, DROPOUT_FUNCTIONS, Step, is_shape_agnostic, layer_type, translate
 
-__all__ = ["from_torch", "relative_error"]
+__all__ = ["from_torch", "relative_error", "inference_copy"]
 
 #: samples in the batch the chain is run on while it is read (more than one, so the batch axis is visible)
 _PROBE_SAMPLES = 3
@@ -59,12 +64,16 @@ def from_torch(module: nn.Module, input_shape=None, *, check: bool = True, name:
     name : the network's name; defaults to the module's class name.
 
     Supported: modules Linear, Conv2d (any stride, padding incl. "same"/"valid", dilation, groups,
-    padding_mode, with or without bias), BatchNorm1d/2d (eval mode, running statistics), AvgPool2d,
+    padding_mode, with or without bias), ConvTranspose2d (zero padding; output_size read off the probe run),
+    BatchNorm1d/2d (eval mode, running statistics), AvgPool2d,
     AdaptiveAvgPool2d, Flatten, Unflatten, Dropout/Dropout1d/2d/3d/AlphaDropout/FeatureAlphaDropout and
     Identity (identity at inference), ReLU, LeakyReLU; functions and methods relu, leaky_relu, linear,
-    conv2d, avg_pool2d and adaptive_avg_pool2d (with constant weights), dropout, flatten, view, reshape,
+    conv2d, conv_transpose2d, avg_pool2d and adaptive_avg_pool2d (with constant weights), dropout, flatten, view, reshape,
     squeeze, unsqueeze, contiguous, matmul by a constant matrix, and ``+ - * /`` and negation with Python
     or tensor constants. Constants may be computed from parameters and buffers (``self.w.t()``).
+    Weight-normalised and spectral-normalised layers are read as the plain layers they are at inference.
+    Each layer's ``params`` counts the model's parameters (those of its modules, and ``nn.Parameter``
+    arguments of functions), not the entries of the sparse matrices that stand for convolutions and pooling.
 
     Raises
     ------
@@ -79,7 +88,7 @@ def from_torch(module: nn.Module, input_shape=None, *, check: bool = True, name:
         raise ModelError(f"from_torch needs a torch.nn.Module, got {type(module).__name__}")
     name = type(module).__name__ if name is None else name
     training = {path: sub.training for path, sub in module.named_modules()}
-    reference = copy.deepcopy(module).to(device="cpu", dtype=torch.float64).eval()
+    reference = inference_copy(module).to(device="cpu", dtype=torch.float64)
     graph, root = _trace(reference, name)
     if input_shape is None:
         input_shape = _infer_input_shape(graph, root, name)
@@ -109,6 +118,25 @@ def relative_error(got: np.ndarray, expected: np.ndarray) -> float:
     scale = np.maximum(1.0, np.abs(expected).max(axis=1))
     error = np.abs(got - expected).max(axis=1) / scale
     return float(np.inf) if np.isnan(error).any() else float(error.max())
+
+
+# ---------------------------------------------------------------------------------------------------
+# copies for inference
+
+
+def inference_copy(module: nn.Module) -> nn.Module:
+    """A deep copy of ``module`` in eval mode, ``module`` itself unchanged.
+
+    ``nn.utils.weight_norm`` (the hook-based one) keeps its computed weight as a plain tensor attribute
+    that is not a leaf of the autograd graph, which ``copy.deepcopy`` refuses; the copy gets a detached
+    clone of it (the hook recomputes it at every forward pass anyway).
+    """
+    memo = {}
+    for sub in module.modules():
+        for value in vars(sub).values():
+            if isinstance(value, torch.Tensor) and not value.is_leaf:
+                memo[id(value)] = value.detach().clone()
+    return copy.deepcopy(module, memo).eval()
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -169,7 +197,7 @@ def _infer_input_shape(graph: fx.Graph, root: nn.Module, name: str) -> tuple[int
 
 
 def _linear_in_features(node: fx.Node, root: nn.Module) -> int | None:
-    if node.op == "call_module" and type(root.get_submodule(node.target)) is nn.Linear:
+    if node.op == "call_module" and layer_type(root.get_submodule(node.target)) is nn.Linear:
         return root.get_submodule(node.target).in_features
     if node.op == "call_function" and node.target is F.linear:
         weight = node.args[1] if len(node.args) > 1 else node.kwargs.get("weight")
@@ -228,6 +256,7 @@ class _ChainReader:
         self.name = name
         self.input_shape = input_shape
         self.inferred = inferred
+        self._counted: set[int] = set()  # ids of the parameters already counted (a module may be reused)
 
     def read(self, graph: fx.Graph) -> list:
         """The primitive ops of the chain ``graph``, in order."""
@@ -338,7 +367,7 @@ class _ChainReader:
         if step.y.shape[:1] != step.x.shape[:1]:
             shapes = f"{tuple(step.x.shape)} -> {tuple(step.y.shape)}"
             raise UnsupportedOperation(step.kind, step.where, f"it changes the batch axis (shape {shapes})")
-        ops = translate(step)
+        ops = with_params(translate(step), self._params(step))
         shape = step.in_shape
         for op in ops:
             if not isinstance(op, ActivationOp):
@@ -348,6 +377,18 @@ class _ChainReader:
                 f"{step.kind} at {step.where!r}: translated to output shape {shape}, but torch gives {step.out_shape}"
             )
         return ops
+
+    def _params(self, step: Step) -> int:
+        """Parameters of the model that ``step`` uses and no earlier step counted."""
+        if step.module is not None:
+            candidates = list(step.module.parameters())
+        else:
+            candidates = []
+            fx.node.map_aggregate((step.args, step.kwargs),
+                                  lambda v: candidates.append(v) if isinstance(v, nn.Parameter) else None)
+        fresh = [p for p in candidates if id(p) not in self._counted]
+        self._counted.update(id(p) for p in fresh)
+        return sum(p.numel() for p in fresh)
 
 
 def _check(reference: nn.Module, net: Network) -> None:

@@ -4,7 +4,8 @@
 reaches this module as a ``Step``: what was called, its arguments with the data tensor replaced by
 ``DATA``, and the probe input ``x`` and output ``y``. ``translate(step)`` returns its ops: Linear (and
 ``F.linear``, ``@`` a constant matrix) a dense affine map, block-diagonal sparse when it acts on the last
-axis of a larger sample; Conv2d, AvgPool2d, AdaptiveAvgPool2d sparse CSR matrices (``conv.py``);
+axis of a larger sample; Conv2d, ConvTranspose2d, AvgPool2d, AdaptiveAvgPool2d sparse CSR matrices
+(``conv.py``);
 BatchNorm (running statistics) and constant arithmetic (``x * c``, ``x - c``, ...) sparse diagonal maps,
 which ``assemble`` folds into their neighbours; reshapes a ``ReshapeOp``, accepted only if the probe run
 shows the data kept in C order; ReLU and LeakyReLU an ``ActivationOp``; Dropout and Identity nothing.
@@ -34,15 +35,18 @@ import torch
 import torch.fx as fx
 import torch.nn as nn
 import torch.nn.functional as F
+from torch.nn.utils import parametrize
 
 from ..errors import ModelError, ShapeError, UnsupportedOperation
 from .affine import AffineMap
 from .builder import ActivationOp, AffineOp, ReshapeOp
-from .conv import adaptive_avg_pool2d_matrix, avg_pool2d_matrix, conv2d_bias, conv2d_matrix
+from .conv import (
+    adaptive_avg_pool2d_matrix, avg_pool2d_matrix, conv2d_bias, conv2d_matrix, conv_transpose2d_matrix,
+)
 from .layers import RELU, leaky_relu
 
 __all__ = [
-    "DATA", "Step", "translate", "is_shape_agnostic", "DROPOUT_FUNCTIONS",
+    "DATA", "Step", "translate", "is_shape_agnostic", "layer_type", "DROPOUT_FUNCTIONS",
     "MODULE_RULES", "FUNCTION_RULES", "METHOD_RULES",
 ]
 
@@ -109,7 +113,7 @@ def translate(step: Step) -> list:
     ``ShapeError`` of a translator is raised again with the operation's kind and location prefixed.
     """
     if step.op == "call_module":
-        translator = MODULE_RULES.get(type(step.module))
+        translator = MODULE_RULES.get(layer_type(step.module))
         supported = "supported modules: " + ", ".join(sorted(t.__name__ for t in MODULE_RULES))
     elif step.op == "call_method":
         translator = METHOD_RULES.get(step.target)
@@ -129,13 +133,23 @@ def translate(step: Step) -> list:
         raise type(exc)(f"{step.kind} at {step.where!r}: {exc}") from exc
 
 
+def layer_type(module: nn.Module) -> type:
+    """The module's class; for a parametrized one (weight_norm, spectral_norm) the class it was made from.
+
+    ``torch.nn.utils.parametrize`` swaps the module's class for a subclass ``Parametrized<Class>``
+    whose ``weight`` is computed; the layer is still a ``<Class>``.
+    """
+    kind = type(module)
+    return kind.__bases__[0] if parametrize.is_parametrized(module) else kind
+
+
 def is_shape_agnostic(node: fx.Node, root: nn.Module) -> bool:
     """Whether ``node`` runs on a flat sample as well as on any other shape (for input-shape inference).
 
     ``root`` is the module that ``node``'s module path is resolved against.
     """
     if node.op == "call_module":
-        return type(root.get_submodule(node.target)) in _IDENTITY_MODULES + (nn.ReLU, nn.LeakyReLU, nn.Flatten)
+        return layer_type(root.get_submodule(node.target)) in _IDENTITY_MODULES + (nn.ReLU, nn.LeakyReLU, nn.Flatten)
     if node.op == "call_method":
         return node.target in ("relu", "flatten", "view", "reshape", "contiguous")
     if node.target in _ARITHMETIC:
@@ -259,6 +273,35 @@ def _conv2d_function(step: Step) -> list:
     )
 
 
+def _conv_transpose2d(step: Step, weight, bias, stride, padding, dilation, groups) -> list:
+    """A transposed convolution; its output padding is read off the probe run (it may come from ``output_size``)."""
+    weight = _array(weight)
+    stride, padding, dilation = (np.broadcast_to(v, 2).tolist() for v in (stride, padding, dilation))
+    if not step.in_shape or len(step.in_shape) != 3 or weight.ndim != 4:
+        raise ShapeError(f"a weight of shape {weight.shape} does not fit samples of shape {step.in_shape}")
+    full = [(size - 1) * s - 2 * p + d * (k - 1) + 1
+            for size, s, p, d, k in zip(step.in_shape[1:], stride, padding, dilation, weight.shape[2:])]
+    output_padding = [out - f for out, f in zip(step.out_shape[1:], full)] if len(step.out_shape) == 3 else [0, 0]
+    matrix, shape = conv_transpose2d_matrix(weight, step.in_shape, stride, [padding[0]] * 2 + [padding[1]] * 2,
+                                            output_padding, dilation, groups)
+    offset = None if bias is None else conv2d_bias(_array(bias), shape)
+    return [_affine(step, matrix, offset, shape)]
+
+
+def _conv_transpose2d_module(step: Step) -> list:
+    m = step.module
+    if m.padding_mode != "zeros":
+        raise UnsupportedOperation(step.kind, step.where, f"padding_mode {m.padding_mode!r} (torch allows only zeros)")
+    return _conv_transpose2d(step, m.weight, m.bias, m.stride, m.padding, m.dilation, m.groups)
+
+
+def _conv_transpose2d_function(step: Step) -> list:
+    return _conv_transpose2d(
+        step, step.arg(1, "weight"), step.arg(2, "bias", None), step.arg(3, "stride", 1),
+        step.arg(4, "padding", 0), step.arg(7, "dilation", 1), step.arg(6, "groups", 1),
+    )
+
+
 def _avg_pool2d(step: Step, kernel_size, stride, padding, ceil_mode, count_include_pad, divisor_override) -> list:
     if stride is not None and not isinstance(stride, int) and len(stride) == 0:
         stride = None  # torch reads an empty stride as the kernel size
@@ -301,7 +344,12 @@ def _batch_norm(step: Step) -> list:
         )
     if not step.in_shape or step.in_shape[0] != m.num_features:
         raise ShapeError(f"it normalises {m.num_features} channels, but receives samples of shape {step.in_shape}")
-    scale = 1.0 / np.sqrt(_array(m.running_var) + m.eps)
+    variance = _array(m.running_var)
+    if np.any(variance + m.eps <= 0):
+        channel = int(np.argmax(variance + m.eps <= 0))
+        raise ModelError(f"its running variance is negative (channel {channel}: {variance[channel]:g}, eps "
+                         f"{m.eps:g}), which no batch of data can give; the statistics are damaged")
+    scale = 1.0 / np.sqrt(variance + m.eps)
     shift = -_array(m.running_mean) * scale
     if m.weight is not None:
         gamma = _array(m.weight)
@@ -371,6 +419,7 @@ DROPOUT_FUNCTIONS = (F.dropout, F.dropout1d, F.dropout2d, F.dropout3d, F.alpha_d
 MODULE_RULES: dict[type, Translator] = {
     nn.Linear: _linear_module,
     nn.Conv2d: _conv2d_module,
+    nn.ConvTranspose2d: _conv_transpose2d_module,
     nn.BatchNorm1d: _batch_norm,
     nn.BatchNorm2d: _batch_norm,
     nn.AvgPool2d: _avg_pool2d_module,
@@ -396,6 +445,7 @@ FUNCTION_RULES: dict[Callable, Translator] = {
     F.linear: _linear_function,
     operator.matmul: _matmul, torch.matmul: _matmul,
     F.conv2d: _conv2d_function,
+    F.conv_transpose2d: _conv_transpose2d_function,
     F.avg_pool2d: _avg_pool2d_function,
     F.adaptive_avg_pool2d: _adaptive_avg_pool2d,
     torch.flatten: _reshape, torch.reshape: _reshape, torch.squeeze: _reshape, torch.unsqueeze: _reshape,
@@ -430,7 +480,7 @@ _UNSUPPORTED_REASONS = {
         "it is not piecewise linear, so its preimages are not unions of polytopes",
     ),
     **dict.fromkeys(
-        ("Conv1d", "Conv3d", "ConvTranspose1d", "ConvTranspose2d", "ConvTranspose3d"),
-        "only 2-D convolutions (Conv2d) are imported",
+        ("Conv1d", "Conv3d", "ConvTranspose1d", "ConvTranspose3d"),
+        "only 2-D convolutions (Conv2d, ConvTranspose2d) are imported",
     ),
 }
