@@ -224,3 +224,52 @@ def test_estimate_refuses_an_unbounded_polytope():
     A, b = -np.eye(3), np.zeros(3)
     with pytest.raises(ValueError, match="unbounded"):
         estimate_volume(A, b, np.ones(3), 0.5, rng=0)
+
+
+# ---------------------------------------------------------------------------------------------------
+# Hulls that qhull builds only centred (6-D, hundreds of near-degenerate vertices)
+
+
+def _hard_hexa_polytope(seed):
+    """A random 6-D polytope on whose uncentred vertices qhull reports a wide merge or a coplanar repartition."""
+    rng = np.random.default_rng(seed)
+    m = int(rng.integers(10, 60))
+    A, b = rng.standard_normal((m, 6)), rng.uniform(0.5, 2, m)
+    centre = rng.standard_normal(6) * 10 ** rng.uniform(0, 5)
+    return A, b + A @ centre, centre
+
+
+@pytest.mark.parametrize("seed", [194, 348])
+def test_six_dimensional_hull_built_centred_agrees_with_rejection_sampling(seed):
+    from preimage import Polytope
+
+    A, b, centre = _hard_hexa_polytope(seed)
+    found = Polytope(A, b).volume()
+    assert found.exact
+    # Independent: uniform points in the vertices' bounding box, the fraction inside times its volume.
+    points = vertices(*unit_rows(A, b), centre)
+    lo, hi = points.min(axis=0), points.max(axis=0)
+    rng = np.random.default_rng(seed)
+    draws = lo + (hi - lo) * rng.random((400_000, 6))
+    inside = np.mean(np.all(draws @ A.T <= b, axis=1))
+    box = float(np.prod(hi - lo))
+    stderr = box * math.sqrt(inside * (1 - inside) / len(draws))
+    assert abs(found.value - box * inside) <= 4 * stderr
+
+
+def test_volume_falls_back_to_the_estimate_when_no_hull_can_be_built(monkeypatch):
+    from scipy.spatial import QhullError
+
+    from preimage import Polytope
+    from preimage.geometry import volume
+
+    def refuse(*args, **kwargs):
+        raise QhullError("QH6271 qhull topology error (qh_check_dupridge): wide merge")
+
+    monkeypatch.setattr(volume, "ConvexHull", refuse)
+    A, b, _ = cube(3, 2.0)
+    with pytest.raises(volume.HullError, match="8 vertices in dimension 3 .*defaults: QH6271.*Qt: QH6271"):
+        exact_volume(A, b, np.ones(3))
+    found = Polytope(A, b).volume(rng=1)
+    assert not found.exact and found.stderr > 0
+    assert abs(found.value - 8.0) <= 4 * found.stderr

@@ -545,7 +545,8 @@ class Polytope:
 
         relative=False: the d-dimensional Lebesgue volume (0.0 when dim < d). relative=True: the
         dim-dimensional volume within P's affine hull (1.0 for a point). Exact (vertices and convex hull)
-        when dim <= ``exact_volume_dim``, else the Monte Carlo estimate seeded by ``rng`` (see
+        when dim <= ``exact_volume_dim`` (falling back to the estimate, ``exact=False``, on the rare
+        vertex sets whose hull qhull cannot build), else the Monte Carlo estimate seeded by ``rng`` (see
         :func:`as_generator`). Unbounded P: ``inf`` (0.0 when dim < d and not relative). Empty: 0.0.
         """
         if self.is_empty():
@@ -565,7 +566,10 @@ class Polytope:
         hull = self.affine_hull()
         centre, radius = self._ball
         if k <= current().exact_volume_dim:
-            return Volume(volume.exact_volume(hull.A, hull.b, centre), 0.0, True)
+            try:
+                return Volume(volume.exact_volume(hull.A, hull.b, centre), 0.0, True)
+            except volume.HullError:
+                pass  # the estimate below, with its standard error, is the answer that exists
         estimate, stderr = volume.estimate_volume(hull.A, hull.b, centre, radius, as_generator(rng))
         return Volume(estimate, stderr, False)
 

@@ -23,7 +23,14 @@ from .cones import is_omnidirectional
 from .lp import LPModel
 from .sampling import check_halfspaces, hit_and_run_chains
 
-__all__ = ["vertices", "exact_volume", "estimate_volume"]
+__all__ = ["vertices", "exact_volume", "estimate_volume", "HullError"]
+
+# qhull's options for the convex hull of the vertices, in the order tried (None: scipy's defaults).
+_HULL_OPTIONS = (None, "Qt", "Qt Qbb Qx")
+
+
+class HullError(ValueError):
+    """qhull found the vertices but could not build their convex hull under any of its options."""
 
 
 def vertices(A, b, interior) -> np.ndarray:
@@ -91,7 +98,9 @@ def exact_volume(A, b, interior) -> float:
 
     Raises
     ------
-    ValueError : as :func:`vertices`.
+    ValueError : as :func:`vertices`. HullError (a ValueError) : the vertices are right but qhull cannot
+        build their hull, with its defaults nor with triangulated output (callers fall back to the
+        estimate).
     """
     points = vertices(A, b, interior)
     k = points.shape[1]
@@ -99,11 +108,18 @@ def exact_volume(A, b, interior) -> float:
         return 1.0
     if k == 1:
         return float(points[1, 0] - points[0, 0])
-    try:
-        return float(ConvexHull(points).volume)
-    except QhullError as error:
-        raise ValueError(f"qhull could not build the hull of {len(points)} vertices in dimension {k}: "
-                         f"{error}") from error
+    # Centred and scaled to unit size, qhull's merging tolerances fit the points; triangulated output
+    # ("Qt") then resolves the duplicate ridges that wide merges report on many near-degenerate vertices.
+    centred = points - points.mean(axis=0)
+    size = float(np.abs(centred).max())
+    failures = []
+    for options in _HULL_OPTIONS:
+        try:
+            return float(ConvexHull(centred / size, qhull_options=options).volume) * size ** k
+        except QhullError as error:
+            failures.append(f"{options or 'defaults'}: {str(error).splitlines()[0]}")
+    raise HullError(f"qhull could not build the hull of {len(points)} vertices in dimension {k} "
+                    f"({'; '.join(failures)})")
 
 
 def estimate_volume(A, b, centre, radius: float, rng=None,
