@@ -120,13 +120,14 @@ class Campaign:
         return self.agreed / self.decided if self.decided else 1.0
 
 
-def run(count: int, seed: int, max_vars: int) -> Campaign:
-    """``count`` random LPs (kinds in turn, 2 to ``max_vars`` variables, log-uniform) compared with linprog."""
+def run(count: int, seed: int, max_vars: int, min_vars: int = 2) -> Campaign:
+    """``count`` random LPs (kinds in turn, ``min_vars`` to ``max_vars`` variables, log-uniform) compared
+    with linprog."""
     rng = np.random.default_rng(seed)
     campaign = Campaign()
     for i in range(count):
         kind = KINDS[i % len(KINDS)]
-        n = int(np.exp(rng.uniform(np.log(2), np.log(max_vars))))
+        n = int(np.exp(rng.uniform(np.log(min_vars), np.log(max_vars))))
         case = random_case(rng, kind, n)
         start = time.perf_counter()
         expected, expected_value = referee(case)
