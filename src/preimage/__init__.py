@@ -4,6 +4,7 @@
     net = pim.load("model.onnx")               # or an nn.Module, a .nnet file
     pre = pim.layer_preimage(net.layers[0], y)  # {x : relu(W x + b) = y}
     pre.kind, pre.dim, pre.polytope.sample(100)
+    S = pim.preimage(net, pim.ArgMax(0), pim.Box(lo, hi))  # every input the net classifies as 0
 """
 
 from . import errors
@@ -16,7 +17,9 @@ from .network import Activation, AffineMap, Layer, Network
 from .network.load import load
 from .patterns import Patterns
 from .preimages import (
-    ConeForm, LayerClassification, LayerPreimage, classify_layer, layer_preimage, layer_preimages, singleton_test,
+    Activity, AnyOf, ArgMax, Budget, ConeForm, InputPolytope, LayerClassification, LayerPreimage, NeuronRange,
+    OutputPolytope, Pattern, Piece, PreimageSet, Verification, classify_layer, layer_preimage, layer_preimages,
+    preimage, read_vnnlib, singleton_test,
 )
 from .settings import Settings, configure, current
 
@@ -27,6 +30,8 @@ __all__ = [
     "Polytope", "Box", "is_omnidirectional", "solve_lp",
     "layer_preimage", "layer_preimages", "classify_layer", "LayerPreimage", "LayerClassification", "ConeForm",
     "singleton_test",
+    "preimage", "Budget", "PreimageSet", "Piece", "Verification", "read_vnnlib",
+    "Activity", "Pattern", "ArgMax", "OutputPolytope", "NeuronRange", "InputPolytope", "AnyOf",
     "Settings", "configure", "current",
     "errors", "PreimageError", "ModelError", "UnsupportedOperation", "ShapeError", "ImportMismatch",
     "EmptyDomainError", "Infeasible", "Unbounded", "SolverError",

@@ -1,0 +1,259 @@
+"""The exact preimage engine against brute force, the forward pass and its own certificates.
+
+Invariants: ``verify`` (contains against the forward pass) finds no disagreement off the boundary band; piece
+volumes add up to the sampled fraction; on tiny networks the volume and the patterns equal brute-force
+enumeration of every activation pattern by LP; an input lies in the preimage of its own activity at every
+layer; budget-stopped results bound the truth (inner within, outer around); resuming gives the same set.
+"""
+
+import itertools
+
+import numpy as np
+import pytest
+
+import preimage as pim
+from preimage.errors import EmptyDomainError, PreimageError, ShapeError
+from preimage.geometry import Box, Polytope
+from preimage.network import IDENTITY, RELU, AffineMap, Layer, Network
+from preimage.preimages.engine import Budget, preimage
+from preimage.preimages.preimage_set import PreimageSet
+from preimage.preimages.targets import (
+    Activity, AnyOf, ArgMax, NeuronRange, OutputPolytope, Pattern, compile_target, satisfies,
+)
+
+
+def random_net(seed, sizes, bias=0.5):
+    rng = np.random.default_rng(seed)
+    layers = []
+    for i, (a, b) in enumerate(zip(sizes[:-1], sizes[1:])):
+        activation = RELU if i < len(sizes) - 2 else IDENTITY
+        layers.append(Layer(AffineMap(rng.standard_normal((b, a)), bias * rng.standard_normal(b)), activation))
+    return Network(layers)
+
+
+def cube(d, r=2.0):
+    return Box(-r * np.ones(d), r * np.ones(d))
+
+
+def sampled_fraction(net, target, domain, n, seed):
+    X = domain.sample(n, rng=seed)
+    p = satisfies(compile_target(target, net), net, X).mean()
+    return p, np.sqrt(max(p * (1 - p), 1e-12) / n)
+
+
+CASES = [(0, [2, 5, 3]), (1, [2, 6, 6, 3]), (2, [3, 5, 4, 2]), (3, [2, 4, 4, 4, 2]), (4, [4, 6, 2]), (5, [6, 4, 3, 2])]
+
+
+@pytest.mark.parametrize("seed, sizes", CASES)
+@pytest.mark.parametrize("target", [ArgMax(0), NeuronRange(1, 0, -0.5, 0.5)], ids=["argmax", "neuron_range"])
+def test_verify_and_fraction_agree_with_the_forward_pass(seed, sizes, target):
+    net = random_net(seed, sizes)
+    box = cube(sizes[0])
+    result = preimage(net, target, box)
+    assert result.complete
+    check = result.verify(3000, rng=seed)
+    assert check.ok, check
+    fraction = result.fraction()
+    p, stderr = sampled_fraction(net, target, box, 20_000, seed + 1)
+    assert abs(fraction.value - p) <= 4 * stderr + 4 * fraction.stderr + 1e-9
+    for piece in result.pieces:
+        assert piece.checked and piece.polytope.contains(piece.witness)
+        assert satisfies(compile_target(target, net), net, piece.witness[None])[0]
+
+
+def _brute_force(net, target, box):
+    """(volume, set of full-dimensional patterns) by one polytope per activation pattern of the network."""
+    conjunction = compile_target(target, net)[0]
+    d = net.input_dim
+    widths = [layer.affine.out_features for layer in net.layers[:-1]]
+    volume, patterns = 0.0, set()
+    base = box.to_polytope()
+    for bits in itertools.product([0, 1], repeat=sum(widths)):
+        A, b = [base.A], [base.b]
+        M, c = np.eye(d), np.zeros(d)
+        start = 0
+        for layer, width in zip(net.layers[:-1], widths):
+            W = layer.affine.dense()
+            Z, z = W @ M, W @ c + layer.affine.bias
+            on = np.array(bits[start:start + width], dtype=bool)
+            start += width
+            # on: z >= 0 (-Z x <= z); off: z <= 0.
+            A.append(np.where(on[:, None], -Z, Z))
+            b.append(np.where(on, z, -z))
+            M, c = np.where(on[:, None], Z, 0.0), np.where(on, z, 0.0)
+        W = net.layers[-1].affine.dense()
+        Y, y = W @ M, W @ c + net.layers[-1].affine.bias
+        A.append(conjunction.output_A @ Y)
+        b.append(conjunction.output_b - conjunction.output_A @ y)
+        P = Polytope(np.vstack(A), np.concatenate(b))
+        if P.is_empty() or P.dim < d:
+            continue
+        volume += P.volume().value
+        patterns.add(bits)
+    return volume, patterns
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_volume_and_patterns_equal_brute_force_on_tiny_networks(seed):
+    net = random_net(10 + seed, [2, 3, 3, 2])
+    box = cube(2)
+    target = ArgMax(1)
+    volume, patterns = _brute_force(net, target, box)
+    result = preimage(net, target, box)
+    assert result.volume().exact
+    assert result.volume().value == pytest.approx(volume, rel=1e-9, abs=1e-12)
+    regions = preimage(net, target, box, one_pattern_per_piece=True)
+    found = {tuple(int(v) for v in piece.pattern) for piece in regions.pieces if piece.dim == 2}
+    assert found == patterns
+    assert regions.volume().value == pytest.approx(volume, rel=1e-9, abs=1e-12)
+    for piece in regions.pieces:
+        # The piece's affine map is the network's on the piece.
+        assert np.allclose(piece.affine(piece.witness[None]), net.forward(piece.witness[None]), atol=1e-9)
+
+
+@pytest.mark.parametrize("seed, sizes", [(20, [2, 4, 4, 2]), (21, [3, 5, 5, 3]), (22, [2, 3, 2])])
+@pytest.mark.parametrize("bounded", [True, False], ids=["box", "whole_space"])
+def test_an_input_lies_in_the_preimage_of_its_own_activity_at_every_layer(seed, sizes, bounded):
+    net = random_net(seed, sizes)
+    rng = np.random.default_rng(seed)
+    x = rng.uniform(-1, 1, sizes[0])
+    for layer in range(len(net.layers)):
+        y = net.activations(x[None])[layer][0]
+        result = preimage(net, Activity(layer, y), cube(sizes[0]) if bounded else None)
+        assert result.contains(x), (layer, result)
+        assert result.complete and result.kind != "empty"
+        if result.dim > 0 and result.kind == "bounded":
+            Z = result.sample(40, rng=seed)
+            assert np.allclose(net.activations(Z)[layer], y, atol=1e-7)
+
+
+def test_whole_space_preimage_of_a_dead_activity_is_unbounded():
+    net = random_net(30, [2, 3, 2])
+    result = preimage(net, Activity(0, np.zeros(3)), None)
+    # {x : W x + b <= 0}: nonempty cones of three random halfplanes through different points, or empty.
+    X = np.random.default_rng(0).uniform(-50, 50, (20_000, 2))
+    truth = np.all(net.preactivations(X)[0] <= 0, axis=1)
+    assert np.array_equal(result.contains(X[truth]), np.ones(truth.sum(), bool))
+    if truth.any():
+        assert result.kind == "unbounded"
+
+
+def test_a_list_is_the_intersection_and_anyof_the_union():
+    net = random_net(40, [2, 6, 6, 3])
+    box = cube(2)
+    a, b = ArgMax(0), NeuronRange(1, 2, -0.3, np.inf)
+    X = box.sample(5000, rng=1)
+    both = preimage(net, [a, b], box)
+    either = preimage(net, AnyOf([a, b]), box)
+    ta = satisfies(compile_target(a, net), net, X)
+    tb = satisfies(compile_target(b, net), net, X)
+    assert both.verify(3000, rng=2).ok and either.verify(3000, rng=3).ok
+    inside_both, inside_either = both.contains(X), either.contains(X)
+    assert np.mean(inside_both != (ta & tb)) < 0.002
+    assert np.mean(inside_either != (ta | tb)) < 0.002
+    # Union pieces never overlap in volume, so the volumes add.
+    pa, pb = preimage(net, a, box).volume().value, preimage(net, b, box).volume().value
+    assert either.volume().value == pytest.approx(pa + pb - both.volume().value, rel=1e-7)
+
+
+def test_pieces_never_overlap():
+    net = random_net(50, [2, 5, 5, 2])
+    label = int(net.forward(np.zeros((1, 2)))[0].argmax())
+    result = preimage(net, ArgMax(label), cube(2), one_pattern_per_piece=True)
+    pieces = [p.polytope for p in result.pieces if p.dim == 2]
+    assert len(pieces) > 3
+    for P, Q in itertools.combinations(pieces, 2):
+        both = P.intersect(Q)
+        assert both.is_empty() or both.dim < 2
+
+
+def test_budget_stopped_result_bounds_the_truth():
+    net = random_net(60, [3, 8, 8, 3])
+    box = cube(3)
+    target = ArgMax(2)
+    partial = preimage(net, target, box, budget=Budget(subdomains=15))
+    assert not partial.complete and partial.undecided
+    inner, outer = partial.inner, partial.outer
+    X = box.sample(6000, rng=4)
+    truth = satisfies(compile_target(target, net), net, X)
+    assert not np.any(inner.contains(X) & ~truth & ~_near(inner, X))
+    assert np.all(outer.contains(X) | ~truth)
+    assert inner.volume().value <= outer.volume().value
+    full = preimage(net, target, box)
+    assert inner.volume().value - 1e-9 <= full.volume().value <= outer.volume().value + 1e-9
+
+
+def _near(result, X, band=1e-7):
+    return np.array([result._boundary_distance(x) <= band for x in X]) if len(X) else np.zeros(0, bool)
+
+
+def test_resume_gives_the_same_set(tmp_path):
+    net = random_net(70, [2, 6, 6, 2])
+    box = cube(2)
+    target = ArgMax(0)
+    path = tmp_path / "search.ckpt"
+    first = preimage(net, target, box, budget=Budget(subdomains=10), checkpoint=path)
+    assert not first.complete and path.exists()
+    resumed = preimage(net, target, box, checkpoint=path, resume=True)
+    straight = preimage(net, target, box)
+    assert resumed.complete
+    assert len(resumed) == len(straight)
+    assert resumed.volume().value == pytest.approx(straight.volume().value, rel=1e-12)
+    with pytest.raises(PreimageError, match="another network"):
+        preimage(net, ArgMax(1), box, checkpoint=path, resume=True)
+
+
+def test_save_and_load_keep_the_pieces(tmp_path):
+    net = random_net(80, [2, 4, 3])
+    box = cube(2)
+    result = preimage(net, ArgMax(1), box, one_pattern_per_piece=True)
+    path = result.save(tmp_path / "set.npz")
+    loaded = PreimageSet.load(path, net=net, target=ArgMax(1), domain=box)
+    X = box.sample(2000, rng=5)
+    assert np.array_equal(loaded.contains(X), result.contains(X))
+    assert len(loaded) == len(result) and loaded.complete
+    for a, b in zip(loaded.pieces, result.pieces):
+        assert np.array_equal(a.pattern, b.pattern)
+        assert np.allclose(a.affine.dense(), b.affine.dense())
+    assert loaded.verify(1000, rng=6).ok
+
+
+def test_output_polytope_and_pattern_targets():
+    net = random_net(90, [2, 4, 4, 2])
+    box = cube(2)
+    x = np.array([0.2, 0.1])
+    bits = np.concatenate([z[0] > 0 for z in net.preactivations(x[None])[:2]])
+    result = preimage(net, Pattern(bits), box)
+    assert result.contains(x) and len(result) == 1 and result.verify(2000, rng=7).ok
+    y = net.forward(x[None])[0]
+    target = OutputPolytope(np.eye(2), y + 0.5)
+    found = preimage(net, target, box)
+    assert found.contains(x) and found.verify(2000, rng=8).ok
+
+
+def test_bad_requests_are_refused_clearly():
+    net = random_net(100, [2, 3, 2])
+    with pytest.raises(ShapeError, match="3 coordinates"):
+        preimage(net, ArgMax(0), cube(3))
+    with pytest.raises(EmptyDomainError, match="empty"):
+        preimage(net, ArgMax(0), Polytope(np.array([[1.0, 0.0], [-1.0, 0.0]]), np.array([-1.0, -1.0])))
+    with pytest.raises(ShapeError):
+        preimage(net, Activity(0, np.zeros(5)), cube(2))
+    with pytest.raises(ShapeError):
+        preimage(net, NeuronRange(7, 0, 0.0, 1.0), cube(2))
+    with pytest.raises(TypeError, match="Budget"):
+        preimage(net, ArgMax(0), cube(2), budget=10)
+
+
+def test_plot_draws_every_piece(tmp_path):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    net = random_net(110, [2, 5, 2])
+    result = preimage(net, ArgMax(0), cube(2), one_pattern_per_piece=True)
+    fig, ax = plt.subplots()
+    result.plot(ax)
+    assert len(ax.patches) == sum(p.dim == 2 for p in result.pieces)
+    plt.close(fig)
