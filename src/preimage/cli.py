@@ -31,6 +31,72 @@ def _info(args) -> int:
     return 0
 
 
+def _numbers(text: str) -> list[float]:
+    try:
+        return [float(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a list of numbers: {text!r} (write e.g. -1,1,-1,1)") from None
+
+
+def _compute(args) -> int:
+    import time
+
+    import numpy as np
+
+    from . import preimages
+    from .errors import ShapeError
+    from .geometry import Box
+    from .network.load import load
+
+    net = load(args.model, input_shape=args.input_shape)
+    domain = None
+    if args.vnnlib is not None:
+        domain, target = preimages.read_vnnlib(args.vnnlib)
+    elif args.argmax is not None:
+        target = preimages.ArgMax(args.argmax)
+    elif args.activity_of is not None:
+        x = np.load(args.activity_of, allow_pickle=False).reshape(-1)
+        if args.layer is None:
+            raise ShapeError("--activity-of needs --layer L (the layer whose activity is the target)")
+        target = preimages.Activity(args.layer, net.activations(x[None])[args.layer][0])
+    else:
+        raise ShapeError("give a target: --vnnlib PROP, --argmax C or --activity-of X.npy --layer L")
+    if args.box is not None:
+        bounds = np.array(args.box)
+        if bounds.size != 2 * net.input_dim:
+            raise ShapeError(f"--box needs {2 * net.input_dim} numbers (lo,hi per input), got {bounds.size}")
+        domain = Box(bounds[0::2], bounds[1::2])
+    elif domain is None and net.input_box is not None:
+        domain = Box(*net.input_box)
+    budget = preimages.Budget(seconds=args.seconds) if args.seconds is not None else None
+    start = time.perf_counter()
+    result = preimages.preimage(net, target, domain, budget=budget, checkpoint=args.checkpoint,
+                                resume=args.resume, progress=not args.quiet)
+    seconds = time.perf_counter() - start
+    print(result.summary())
+    if domain is not None:
+        inner = result.inner.fraction()
+        line = f"volume fraction: {inner.value:.6g}"
+        if not result.complete:
+            line = f"volume fraction: inner {inner.value:.6g}, outer {result.outer.fraction().value:.6g}"
+        print(line + ("" if inner.exact else f" (estimate, stderr {inner.stderr:.2g})"))
+    print(f"time: {seconds:.3f} s")
+    if args.out is not None:
+        print(f"written: {result.save(args.out)}")
+    if args.plot is not None:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+
+        fig, ax = plt.subplots(figsize=(5, 5))
+        result.plot(ax)
+        fig.savefig(args.plot, dpi=120)
+        plt.close(fig)
+        print(f"plot: {args.plot}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="preimage",
@@ -50,6 +116,22 @@ def build_parser() -> argparse.ArgumentParser:
     info.add_argument("model", help="a .onnx, .nnet file")
     info.add_argument("--input-shape", type=_shape, default=None, help="input shape without batch, e.g. 1,28,28")
     info.set_defaults(run=_info)
+
+    compute = commands.add_parser("compute", help="the exact preimage of a target: pieces, volume, completeness")
+    compute.add_argument("model", help="a .onnx, .nnet file")
+    compute.add_argument("--input-shape", type=_shape, default=None)
+    compute.add_argument("--vnnlib", default=None, help="a VNN-LIB property: its input box and its (unsafe) set")
+    compute.add_argument("--argmax", type=int, default=None, help="the inputs where output C is the largest")
+    compute.add_argument("--activity-of", default=None, help="a .npy input: the preimage of its activity ...")
+    compute.add_argument("--layer", type=int, default=None, help="... at this layer")
+    compute.add_argument("--box", type=_numbers, default=None, help="the domain as lo,hi per input: --box=-1,1,-1,1")
+    compute.add_argument("--seconds", type=float, default=None, help="time budget; past it the result is bounded")
+    compute.add_argument("--checkpoint", default=None, help="write the search state to this file as it runs")
+    compute.add_argument("--resume", action="store_true", help="continue from --checkpoint")
+    compute.add_argument("--out", default=None, help="write the pieces to this .npz")
+    compute.add_argument("--plot", default=None, help="draw the set (2-D inputs) to this PNG")
+    compute.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    compute.set_defaults(run=_compute)
     return parser
 
 
