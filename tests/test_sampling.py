@@ -1,14 +1,18 @@
-"""Hit-and-run: every point inside, and the uniform distribution's moments and marginals recovered."""
+"""Hit-and-run: every point inside, the uniform distribution's moments and marginals recovered up to 50-D,
+and the effective sample size."""
 
 import math
 
 import numpy as np
 import pytest
-from scipy.stats import chi2
+from scipy.signal import lfilter
+from scipy.stats import beta, chi2, kstest
 
 from preimage.errors import ShapeError
-from preimage.geometry.sampling import check_halfspaces, hit_and_run, hit_and_run_chains
-from preimage.settings import current
+from preimage.geometry.sampling import (check_halfspaces, effective_sample_size, hit_and_run, hit_and_run_chains,
+                                        walk_length)
+from preimage.geometry.volume import estimate_volume
+from preimage.settings import configure, current
 
 
 def cube(k, side=1.0):
@@ -169,3 +173,100 @@ def test_chains_keep_their_own_starts():
     walks = hit_and_run_chains(A, b, starts, draws=2, chains=3, rng=0, burn_in=0, thin=1)
     assert walks.shape == (2, 3, 2)
     assert_inside(A, b, walks.reshape(-1, 2))
+
+
+# ------------------------------------------------------------------- walk length and mixing in high dimension
+
+def chebyshev_simplex(k):
+    """The simplex of :func:`simplex` and its Chebyshev centre: x_i = r with (1 - k r) / sqrt(k) = r."""
+    return (*simplex(k), np.full(k, 1 / (k + math.sqrt(k))))
+
+
+def rotated_box(k, aspect, seed):
+    """A box of sides from 1 to ``aspect`` (geometric), turned at random: (A, b, rotation q, sides).
+
+    The polytope is ``{x : 0 <= (q.T x)_j <= sides_j}``; its Chebyshev centre ``q @ 0.5`` sits at one
+    end of every long side, so the walk has to round the box and travel along it.
+    """
+    q = np.linalg.qr(np.random.default_rng(seed).standard_normal((k, k)))[0]
+    sides = np.geomspace(1.0, aspect, k)
+    A, b = cube(k)
+    return A @ q.T, np.concatenate([sides, np.zeros(k)]), q, sides
+
+
+@pytest.mark.parametrize("k", [1, 5, 15, 30, 50])
+def test_walk_length_grows_with_the_dimension(k):
+    burn_in, thin = walk_length(k)
+    assert burn_in == max(200, 2 * k * k) and thin == max(10, 2 * k)
+    with configure(hit_and_run_burn_in=7, hit_and_run_thin=3):
+        assert walk_length(k) == (7, 3)
+
+
+@pytest.mark.parametrize("k", [5, 15, 30, 50])
+def test_simplex_sum_follows_beta_law(k):
+    """On the simplex, sum(x) of a uniform point is Beta(k, 1); the default walk gets there from the centre."""
+    A, b, centre = chebyshev_simplex(k)
+    points = hit_and_run(A, b, centre, 256, rng=k, chains=128)
+    assert_inside(A, b, points)
+    assert kstest(points.sum(axis=1), beta(k, 1).cdf).pvalue > 1e-3
+
+
+@pytest.mark.parametrize("k", [5, 20, 50])
+def test_rotated_thin_box_coordinates_are_uniform(k):
+    """Every coordinate of a uniform point of a box, turned back, is uniform along its side."""
+    A, b, q, sides = rotated_box(k, aspect=10.0, seed=k)
+    points = hit_and_run(A, b, q @ np.full(k, 0.5), 256, rng=k, chains=128)
+    assert_inside(A, b, points)
+    unit = (points @ q) / sides
+    for j in (0, k // 2, k - 1):  # the shortest, a middle and the longest side
+        assert kstest(unit[:, j], "uniform").pvalue > 1e-3
+
+
+@pytest.mark.parametrize("draws,chains", [(8, 256), (1000, 4)])
+def test_effective_sample_size_of_independent_draws_is_their_number(draws, chains):
+    samples = np.random.default_rng(draws).standard_normal((draws, chains, 3))
+    ess = effective_sample_size(samples)
+    assert ess.shape == (3,)
+    assert np.all(np.abs(ess / (draws * chains) - 1.0) < 0.25)
+
+
+def test_effective_sample_size_of_an_autocorrelated_chain():
+    """AR(1) with coefficient phi: the size is n (1 - phi) / (1 + phi), here a tenth of n and less."""
+    phi, draws, chains = 0.9, 2000, 4
+    noise = np.random.default_rng(3).standard_normal((draws + 200, chains))
+    series = lfilter([1.0], [1.0, -phi], noise, axis=0)[200:]  # 200 steps forget the zero start
+    expected = draws * chains * (1 - phi) / (1 + phi)
+    ess = effective_sample_size(series)
+    assert 0.7 * expected < ess < 1.4 * expected
+    assert ess < 0.2 * effective_sample_size(noise[200:])
+
+
+def test_effective_sample_size_edge_cases():
+    assert effective_sample_size(np.random.default_rng(0).standard_normal((1, 50))) == 50.0
+    assert np.isnan(effective_sample_size(np.ones((10, 3, 2)))).all()
+    with pytest.raises(ShapeError):
+        effective_sample_size(np.zeros(10))
+    with pytest.raises(ValueError, match="at least 2"):
+        effective_sample_size(np.zeros((1, 1)))
+    with pytest.raises(ValueError, match="NaN"):
+        effective_sample_size(np.array([[0.0, np.nan], [1.0, 2.0]]))
+
+
+def test_chains_have_the_effective_size_of_their_number_on_the_simplex():
+    """Thinned points of the default walk are nearly independent in sum(x), the slowest statistic
+    of the start's offset; the chains themselves are independent."""
+    A, b, centre = chebyshev_simplex(15)
+    walks = hit_and_run_chains(A, b, centre, draws=8, chains=128, rng=2)
+    assert effective_sample_size(walks.sum(axis=2)) > 0.5 * walks.shape[0] * walks.shape[1]
+    assert np.all(effective_sample_size(walks) >= 0.9 * walks.shape[1])
+
+
+def test_twenty_dimensional_simplex_volume_within_its_error_bars():
+    """The volume estimator walks by the same rule; a short run (64 chains, 256 points a phase)."""
+    k = 20
+    A, b, centre = chebyshev_simplex(k)
+    with configure(hit_and_run_chains=64):
+        estimate, stderr = estimate_volume(A, b, centre, float(centre[0]), rng=20, samples_per_phase=256)
+    truth = 1 / math.factorial(k)
+    assert 0 < stderr < 0.25 * truth
+    assert abs(estimate - truth) <= 3 * stderr

@@ -47,7 +47,10 @@ class Settings:
     max_vertex_dim : largest affine dimension for which vertices are enumerated.
     exact_volume_dim : largest affine dimension for which volume is computed exactly.
     volume_samples : hit-and-run samples per phase of the volume estimator.
-    hit_and_run_burn_in, hit_and_run_thin : Markov chain settings of ``Polytope.sample``.
+    hit_and_run_burn_in, hit_and_run_thin : steps of each hit-and-run chain discarded before its first
+        kept point, and steps between kept points (``Polytope.sample``, the volume estimator). None:
+        from the dimension ``k`` of the set, ``max(200, 2 * k**2)`` and ``max(10, 2 * k)`` (see
+        ``preimage.geometry.sampling.walk_length``).
     hit_and_run_chains : largest number of independent hit-and-run chains advanced side by side.
     """
 
@@ -65,8 +68,8 @@ class Settings:
     max_vertex_dim: int = 8
     exact_volume_dim: int = 6
     volume_samples: int = 4000
-    hit_and_run_burn_in: int = 200
-    hit_and_run_thin: int = 10
+    hit_and_run_burn_in: int | None = None
+    hit_and_run_thin: int | None = None
     hit_and_run_chains: int = 256
 
     def replace(self, **changes) -> "Settings":

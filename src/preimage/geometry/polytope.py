@@ -577,6 +577,12 @@ class Polytope:
         """``n`` points (n, d), uniform on P (also when P is lower-dimensional), by hit-and-run.
 
         rng: a numpy Generator, an int seed, or None (seed 0; see :func:`as_generator`).
+        The chains start at the Chebyshev centre and walk as long as
+        :func:`~preimage.geometry.sampling.walk_length` says for P's dimension k: by default
+        ``max(200, 2 k**2)`` steps of burn-in and ``max(10, 2 k)`` between kept points. The rows come from
+        ``c = min(n, hit_and_run_chains)`` independent chains, draw by draw, so for n a multiple of c
+        ``X.reshape(n // c, c, d)`` is the (draws, chains, d) layout that
+        :func:`~preimage.geometry.sampling.effective_sample_size` reads.
         Raises EmptyDomainError if P is empty, ValueError if P is unbounded.
         """
         if isinstance(n, (bool, np.bool_)) or not isinstance(n, (int, np.integer)):
@@ -594,9 +600,7 @@ class Polytope:
         if normal is not self:
             shift, scale = self._shift_scale
             return shift + scale * normal.sample(n, rng)
-        settings = current()
-        walks = sampling.hit_and_run(hull.A, hull.b, self._ball[0], n, as_generator(rng),
-                                     burn_in=settings.hit_and_run_burn_in, thin=settings.hit_and_run_thin)
+        walks = sampling.hit_and_run(hull.A, hull.b, self._ball[0], n, as_generator(rng))
         return hull.to_ambient(walks)
 
 
