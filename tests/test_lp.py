@@ -422,3 +422,21 @@ def test_lp_model_rows_keep_their_scale():
     assert model.maximize([1.0, 1.0]).value == pytest.approx(1.0)
     model.delete_rows([0])
     assert model.maximize([1.0, 0.0]).value == pytest.approx(5.0)
+
+
+def test_ipm_first_gives_the_same_answers():
+    def outcome(case, **options):
+        try:
+            return "optimal", solve_lp(case.c, case.A_ub, case.b_ub, **options).value
+        except Infeasible:
+            return "infeasible", None
+        except Unbounded:
+            return "unbounded", None
+
+    rng = np.random.default_rng(21)
+    for kind in ("feasible", "infeasible", "unbounded") * 6:
+        case = lp_campaign.random_case(rng, kind, 12)
+        (first, value), (second, value_ipm) = outcome(case), outcome(case, ipm_first=True)
+        assert first == second
+        if value is not None:
+            assert value_ipm == pytest.approx(value, rel=1e-7, abs=1e-7)

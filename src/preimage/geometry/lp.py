@@ -84,7 +84,7 @@ class LPResult:
 
 
 def solve_lp(c, A_ub=None, b_ub=None, A_eq=None, b_eq=None, lb=None, ub=None, *,
-             maximize: bool = False) -> LPResult:
+             maximize: bool = False, ipm_first: bool = False) -> LPResult:
     """Solve one LP with HiGHS.
 
     Parameters
@@ -95,6 +95,8 @@ def solve_lp(c, A_ub=None, b_ub=None, A_eq=None, b_eq=None, lb=None, ub=None, *,
     A_eq : (p, n) dense or sparse, with b_eq : (p,). None: no such rows.
     lb, ub : (n,) bounds or scalars; None means ``-inf`` / ``+inf`` (free variables).
     maximize : maximise ``c . x`` instead of minimising it.
+    ipm_first : start with the interior-point method (then HiGHS's default strategy, ...): for LPs with
+        thousands of columns on two rows each (a least max-norm point), where the dual simplex stalls.
 
     Returns
     -------
@@ -111,7 +113,7 @@ def solve_lp(c, A_ub=None, b_ub=None, A_eq=None, b_eq=None, lb=None, ub=None, *,
         return _solve_without_variables(problem)
     highs = _new_highs()
     _pass_model(highs, problem, sign * problem.c)
-    return _solve(highs, sign, problem.n, problem.bounds)
+    return _solve(highs, sign, problem.n, problem.bounds, ipm_first=ipm_first)
 
 
 class LPModel:
@@ -498,7 +500,7 @@ def _use_scheduler_threads(threads: int) -> None:
         _scheduler_threads = threads
 
 
-def _solve(highs: highspy.Highs, sign: float, n: int, bounds: _Bounds) -> LPResult:
+def _solve(highs: highspy.Highs, sign: float, n: int, bounds: _Bounds, *, ipm_first: bool = False) -> LPResult:
     """Run the loaded model (objective already multiplied by ``sign``) with bounded retries.
 
     ``bounds``: the loaded model's bounds and row scale factors (to check points and unscale duals).
@@ -508,7 +510,8 @@ def _solve(highs: highspy.Highs, sign: float, n: int, bounds: _Bounds) -> LPResu
     """
     settings = current()
     deadline = time.monotonic() + settings.lp_time_limit
-    attempts = _ATTEMPTS[: 1 + max(0, min(settings.lp_retries, len(_ATTEMPTS) - 1))]
+    order = (_ATTEMPTS[1], _ATTEMPTS[0]) + _ATTEMPTS[2:] if ipm_first else _ATTEMPTS
+    attempts = order[: 1 + max(0, min(settings.lp_retries, len(order) - 1))]
     unclear = []
     for number, options in enumerate(attempts):
         time_left = deadline - time.monotonic() if number else settings.lp_time_limit

@@ -619,7 +619,9 @@ def _least_feasible(A: np.ndarray, b: np.ndarray) -> np.ndarray:
                                format="csr")
     cost = np.zeros(k + 1)
     cost[-1] = 1.0
-    result = solve_lp(cost, A_ub=A_ub, b_ub=np.concatenate([b, np.zeros(2 * k)]))
+    # Two rows per coordinate and the cost on t alone: on thousands of coordinates the dual simplex stalls
+    # in degenerate pivots where the interior-point method takes seconds.
+    result = solve_lp(cost, A_ub=A_ub, b_ub=np.concatenate([b, np.zeros(2 * k)]), ipm_first=k > 500)
     return result.x[:k]
 
 
