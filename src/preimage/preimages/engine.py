@@ -439,7 +439,6 @@ class _Search:
         return None  # every unit is stable: advancing gives the piece with its pattern
 
     def _advance_or_split(self, node: _Node, bounds, i: int):
-        stage = self.stages[node.stage]
         free = np.flatnonzero(node.phases == 0)
         if free.size == 0:
             return self._advance(node)
@@ -451,7 +450,6 @@ class _Search:
             order = free[np.argsort(-np.minimum(-lower, upper) * 1.0, kind="stable")]
         else:
             order = free
-        out = []
         for unit in order:
             w, cu = M[unit], c[unit]
             found = self._unit_range(node, w, cu)
@@ -468,10 +466,7 @@ class _Search:
             # Unstable on P: split.
             off = _child(node, w[None, :], np.array([-cu]), unit, -1)
             on = _child(node, -w[None, :], np.array([cu]), unit, 1)
-            out = [("node", off), ("node", on)]
-            if stage.activation.has_kink is False:
-                raise AssertionError("identity stage cannot be split")
-            return out
+            return [("node", off), ("node", on)]
         return self._advance(node)
 
     def _worth_bisecting(self, node: _Node, bounds, i: int) -> bool:
@@ -625,8 +620,7 @@ def preimage(net, target, domain=None, *, budget: Budget | None = None, one_patt
     budget : ``Budget(seconds=, pieces=, subdomains=)``; when it stops the search the result has
         ``complete=False`` and its ``inner`` / ``outer`` bound the true preimage.
     one_pattern_per_piece : split until every piece has one activation pattern (linear regions).
-    progress : show a progress bar (default: when the search runs longer than two seconds... the bar is shown
-        when True; None shows it only for searches on a terminal).
+    progress : show a progress bar (True), never (False), or only when stderr is a terminal (None).
     checkpoint : a file the search state is written to (atomically) every ``checkpoint_every`` seconds and
         when it stops; ``resume=True`` continues from it, giving the same pieces as an uninterrupted run.
         The file is a pickle written by this function: load only checkpoints you wrote.

@@ -16,7 +16,7 @@ import numpy as np
 
 from .. import settings as _settings
 from .._io import write_atomic
-from ..errors import Infeasible, PreimageError, ShapeError, Unbounded
+from ..errors import Infeasible, PreimageError, ShapeError
 from ..geometry import Box, Polytope, Volume, as_generator, solve_lp
 from ..network import AffineMap
 
@@ -215,25 +215,16 @@ class PreimageSet:
 
     def bounding_box(self) -> tuple[np.ndarray, np.ndarray]:
         """``(lo, hi)`` of the union, by two LPs per coordinate and piece; infinite sides where unbounded."""
+        from .engine import _bounding_box
+
         d = self.dim_ambient
         lo, hi = np.full(d, np.inf), np.full(d, -np.inf)
+        free = np.full(d, np.inf)
         for piece in self.pieces:
             P = piece.polytope
-            E, f = (P.E, P.f) if P.n_eq else (None, None)
-            for j in range(d):
-                c = np.zeros(d)
-                c[j] = 1.0
-                for sign in (1.0, -1.0):
-                    try:
-                        value = solve_lp(sign * c, P.A if P.n_ineq else None, P.b if P.n_ineq else None, E, f).x[j]
-                    except Unbounded:
-                        value = -sign * np.inf
-                    except Infeasible:
-                        continue
-                    if sign > 0:
-                        lo[j] = min(lo[j], value)
-                    else:
-                        hi[j] = max(hi[j], value)
+            low, high = _bounding_box(P.A, P.b, P.E, P.f, -free, free)
+            if low is not None:
+                lo, hi = np.minimum(lo, low), np.maximum(hi, high)
         return lo, hi
 
     def sample(self, n: int, rng=None) -> np.ndarray:
