@@ -92,8 +92,9 @@ def _first_bias(first, stage0: Stage, L: np.ndarray) -> np.ndarray:
     return L @ stage0.affine.bias
 
 
-def _backward(stages, first, relax, k: int, L: np.ndarray, centre, radius):
-    """Upper bounds of ``L z_k`` (L (n, m, units_k)) over the boxes, and the input coefficients."""
+def _backward(stages, first, relax, k: int, L: np.ndarray, centre, radius, vertices=None):
+    """Upper bounds of ``L z_k`` (L (n, m, units_k)) over the boxes (or the hulls of ``vertices``), and the
+    input coefficients."""
     const = np.zeros(L.shape[:2])
     for j in range(k, 0, -1):
         const += L @ stages[j].affine.bias
@@ -105,12 +106,15 @@ def _backward(stages, first, relax, k: int, L: np.ndarray, centre, radius):
         L = pos * su[:, None, :] + neg * sl[:, None, :]
     const += _first_bias(first, stages[0], L)
     X = _first_linear(first, stages[0], L)
-    upper = const + np.einsum("nmd,nd->nm", X, centre) + np.einsum("nmd,nd->nm", np.abs(X), radius)
+    if vertices is not None:
+        upper = const + np.max(np.matmul(X, np.swapaxes(vertices, 1, 2)), axis=2)
+    else:
+        upper = const + np.einsum("nmd,nd->nm", X, centre) + np.einsum("nmd,nd->nm", np.abs(X), radius)
     return upper, X
 
 
 def stack_bounds(stages, lo, hi, *, first=None, phases=None, rows=None, linear: bool = True,
-                 linear_width: int = 512) -> StackBounds:
+                 linear_width: int = 512, first_bounds=None, vertices=None) -> StackBounds:
     """Bounds of every stage's pre-activations, and of given rows, over the boxes ``lo <= x <= hi``.
 
     Parameters
@@ -124,6 +128,10 @@ def stack_bounds(stages, lo, hi, *, first=None, phases=None, rows=None, linear: 
     linear : carry linear relaxations back (CROWN); False gives interval bounds only.
     linear_width : stages wider than this get interval bounds only for their own units (rows are still
         bounded linearly).
+    first_bounds : optional ``(lower, upper)``, each (n, units_0): known bounds of stage 0's pre-activation
+        (e.g. exact ranges over a polytope inside the box), intersected with the box's.
+    vertices : optional (n, v, d): for each box, points whose convex hull holds the set to bound (repeat a
+        point to pad); linear relaxations are then maximised over these points instead of the box.
     """
     lo = np.asarray(lo, dtype=np.float64)
     hi = np.asarray(hi, dtype=np.float64)
@@ -141,6 +149,9 @@ def stack_bounds(stages, lo, hi, *, first=None, phases=None, rows=None, linear: 
                 zl, zu = mid - spread, mid + spread
             else:
                 zl, zu = stage.affine.interval(lo, hi)
+            if first_bounds is not None:
+                zl = np.maximum(zl, first_bounds[0])
+                zu = np.minimum(zu, first_bounds[1])
             zl, zu = _apply_phases(zl, zu, phases)
         else:
             al = stages[k - 1].activation(lowers[-1])
@@ -148,11 +159,14 @@ def stack_bounds(stages, lo, hi, *, first=None, phases=None, rows=None, linear: 
             zl, zu = stage.affine.interval(al, au)
             units = stage.affine.out_features
             if linear and units <= linear_width and stages[k - 1].activation.has_kink:
-                eye = np.broadcast_to(np.eye(units), (n, units, units))
-                both = np.concatenate([eye, -eye], axis=1)
-                up, _ = _backward(stages, first, relax, k, both, centre, radius)
-                zu = np.minimum(zu, up[:, :units])
-                zl = np.maximum(zl, -up[:, units:])
+                # Only units that the intervals leave unstable in some box gain from the relaxation.
+                open_units = np.flatnonzero(np.any((zl < 0.0) & (zu > 0.0), axis=0))
+                if open_units.size:
+                    eye = np.broadcast_to(np.eye(units)[open_units], (n, open_units.size, units))
+                    both = np.concatenate([eye, -eye], axis=1)
+                    up, _ = _backward(stages, first, relax, k, both, centre, radius, vertices)
+                    zu[:, open_units] = np.minimum(zu[:, open_units], up[:, :open_units.size])
+                    zl[:, open_units] = np.maximum(zl[:, open_units], -up[:, open_units.size:])
         lowers.append(zl)
         uppers.append(zu)
         relax.append(_relaxation(stage.activation, zl, zu))
@@ -167,7 +181,7 @@ def stack_bounds(stages, lo, hi, *, first=None, phases=None, rows=None, linear: 
         m = R.shape[0]
         both = np.broadcast_to(np.concatenate([R, -R], axis=0), (n, 2 * m, R.shape[1]))
         if linear:
-            up, X = _backward(stages, first, relax, k, both, centre, radius)
+            up, X = _backward(stages, first, relax, k, both, centre, radius, vertices)
         else:
             up = np.concatenate([_interval_rows(R, lowers[k], uppers[k]), _interval_rows(-R, lowers[k], uppers[k])],
                                 axis=1)

@@ -33,12 +33,17 @@ from .. import settings as _settings
 from .._io import write_atomic
 from ..errors import EmptyDomainError, Infeasible, PreimageError, ShapeError, Unbounded
 from ..geometry import Box, Polytope, solve_lp
+from ..geometry.cells import Cell
 from ..network import AffineMap, Network
 from ..network.layers import IDENTITY
 from .bounds import Stage, stack_bounds
 from .targets import compile_target, satisfies
 
 __all__ = ["Budget", "preimage"]
+
+# Inputs of at most this dimension, in a bounded box, are searched with the vertices of every subdomain.
+_CELL_DIM = 8
+_CELL_ROUNDING = 64.0 * np.finfo(np.float64).eps
 
 
 @dataclass(frozen=True)
@@ -182,6 +187,19 @@ class _Node:
     depth: int = 0
     bisect: bool = False
     feasible: bool = False        # known to hold a point
+    cell: Cell | None = None      # the polytope with its vertices (bounded, low-dimensional inputs)
+    empty: bool = False           # known to be empty
+
+    def set_cell(self, cell: Cell | None) -> None:
+        """Hold ``cell`` (None: proven empty) and shrink the box to the cell's bounding box."""
+        if cell is None:
+            self.cell, self.empty = None, True
+            return
+        self.cell = cell
+        pad = cell.tolerance()
+        self.lo = np.maximum(self.lo, cell.lo() - pad)
+        self.hi = np.minimum(self.hi, cell.hi() + pad)
+        self.feasible = True
 
     @property
     def bounded(self) -> bool:
@@ -210,6 +228,7 @@ class _RawPiece:
     hi: np.ndarray
     pattern: tuple | None
     affine: tuple | None          # (M, c): output = M x + c on the piece
+    cell: Cell | None = None
 
 
 @dataclass
@@ -257,8 +276,14 @@ class _Search:
                              np.zeros(self.stages[0].affine.out_features, dtype=np.int8))
                 node.bisect = self._may_bisect(node, has_eq)
                 node.feasible = A.shape[0] == 0
+                if self._may_hold_cell(node, has_eq):
+                    # Exact ranges over the vertices decide more than halving the box: bisect only on request.
+                    node.bisect = bool(self.input_split)
+                    node.set_cell(Cell.box(lo, hi).clip_rows(A, b))
+                    if node.empty:
+                        continue
                 node = self._enter_stage(node)
-                if node is not None:
+                if node is not None and not node.empty:
                     nodes.append(node)
         return nodes
 
@@ -268,6 +293,10 @@ class _Search:
         if self.input_split is not None:
             return bool(self.input_split)
         return self.d <= 12
+
+    def _may_hold_cell(self, node: _Node, has_eq: bool) -> bool:
+        """Vertices are kept for bounded full-dimensional boxes of low dimension without equality targets."""
+        return (not has_eq and node.bounded and self.d <= _CELL_DIM and bool(np.all(node.hi > node.lo)))
 
     def _first_rows(self, index=None) -> np.ndarray:
         """Rows of the first layer's W as a dense array (all rows, or ``index``)."""
@@ -297,7 +326,10 @@ class _Search:
         if rows.A.shape[0]:
             node.A = np.vstack([node.A, rows.A @ M])
             node.b = np.concatenate([node.b, rows.b - rows.A @ c])
+            if node.cell is not None:
+                node.set_cell(_clip_or_keep(node.cell, rows.A @ M, rows.b - rows.A @ c))
         if rows.E.shape[0]:
+            node.cell = None
             node.E = np.vstack([node.E, rows.E @ M])
             node.f = np.concatenate([node.f, rows.f - rows.E @ c])
         node.phases[rows.on] = 1
@@ -315,7 +347,9 @@ class _Search:
         return solve_lp(objective, A, b, E, f, node.lo, node.hi)
 
     def _feasible(self, node: _Node) -> bool:
-        if node.feasible:
+        if node.empty:
+            return False
+        if node.feasible or node.cell is not None:
             return True
         try:
             self._lp(node, np.zeros(self.d))
@@ -398,12 +432,29 @@ class _Search:
         if not first_layer:
             first = (np.stack([n.M for n in group]), np.stack([n.c for n in group]))
         phases = np.stack([n.phases for n in group])
+        exact = None
+        if any(n.cell is not None for n in group):
+            units = phases.shape[1]
+            exact = (np.full((len(group), units), -np.inf), np.full((len(group), units), np.inf))
+            for i, n in enumerate(group):
+                if n.cell is not None:
+                    M, c = self._map(n)
+                    exact[0][i], exact[1][i] = n.cell.range(M, c)
         rows = {}
         for k in range(stage + 1, len(self.stages)):
             r = self.rows[conj][k]
             if not r.empty:
                 rows[k - stage] = np.vstack([r.A, r.E])
-        return stack_bounds(stages, lo, hi, first=first, phases=phases, rows=rows)
+        vertices = None
+        if all(n.cell is not None for n in group):
+            most = max(n.cell.n_vertices for n in group)
+            vertices = np.empty((len(group), most, self.d))
+            for i, n in enumerate(group):
+                V = n.cell.V
+                vertices[i, : V.shape[0]] = V
+                vertices[i, V.shape[0]:] = V[0]
+        return stack_bounds(stages, lo, hi, first=first, phases=phases, rows=rows, first_bounds=exact,
+                            vertices=vertices)
 
     def _verdict(self, node: _Node, bounds, i: int):
         """"out" when a row is violated on the box, "in" when every row is met, else None."""
@@ -445,6 +496,8 @@ class _Search:
         if node.bisect and bounds is not None and self._worth_bisecting(node, bounds, i):
             return [("node", child) for child in self._bisect(node, bounds, i)]
         M, c = self._map(node)
+        if node.cell is not None:
+            return self._split_cell(node, M, c, free)
         if bounds is not None:
             lower, upper = bounds.lower[0][i][free], bounds.upper[0][i][free]
             order = free[np.argsort(-np.minimum(-lower, upper) * 1.0, kind="stable")]
@@ -468,6 +521,31 @@ class _Search:
             on = _child(node, -w[None, :], np.array([cu]), unit, 1)
             return [("node", off), ("node", on)]
         return self._advance(node)
+
+    def _split_cell(self, node: _Node, M, c, free):
+        """Fix the free units whose sign the vertices decide; split by the most balanced of the rest."""
+        low, high = node.cell.range(M[free], c[free])
+        scale = node.cell.tolerance() * np.linalg.norm(M[free], axis=1) + _CELL_ROUNDING * np.abs(c[free])
+        off = high <= scale
+        on = (low >= -scale) & ~off
+        node.phases[free[off]] = -1
+        node.phases[free[on]] = 1
+        open_ = ~(off | on)
+        if not open_.any():
+            return self._advance(node)
+        candidates = free[open_]
+        unit = int(candidates[np.argmax(np.minimum(-low[open_], high[open_]))])
+        w, cu = M[unit], c[unit]
+        below, above = node.cell.split(w, -cu)
+        kids = []
+        for part, a, beta, phase in ((below, w, -cu, -1), (above, -w, cu, 1)):
+            if part is None:
+                kids.append(("dropped", node.weight / 2.0))
+                continue
+            kid = _child(node, a[None, :], np.array([beta]), unit, phase)
+            kid.set_cell(part)
+            kids.append(("node", kid))
+        return kids
 
     def _worth_bisecting(self, node: _Node, bounds, i: int) -> bool:
         unstable = sum(int(np.sum((bounds.lower[k][i] < 0) & (bounds.upper[k][i] > 0)))
@@ -500,6 +578,12 @@ class _Search:
             kid = _Node(node.conj, lo, hi, node.A, node.b, node.E, node.f, node.stage, node.M, node.c,
                         node.phases.copy(), node.pattern, node.weight / 2.0, node.depth + 1, node.bisect,
                         node.feasible and node.A.shape[0] == 0 and node.E.shape[0] == 0)
+            if node.cell is not None:
+                normal = np.zeros(self.d)
+                normal[axis] = 1.0 if side == 0 else -1.0
+                kid.set_cell(node.cell.clip(normal, mid if side == 0 else -mid))
+                if kid.empty:
+                    continue
             kids.append(kid)
         return kids
 
@@ -522,13 +606,30 @@ class _Search:
         new_c = nxt(Dc[None, :])[0]
         kid = _Node(node.conj, node.lo, node.hi, node.A, node.b, node.E, node.f, node.stage + 1, new_M, new_c,
                     np.zeros(nxt.out_features, dtype=np.int8), pattern, node.weight, node.depth, node.bisect,
-                    node.feasible)
+                    node.feasible, node.cell)
         kid = self._enter_stage(kid)
+        if kid.empty:
+            return [("dropped", node.weight)]
         return [("node", kid)]
 
     def _piece(self, node: _Node, *, complete_pattern: bool, affine=None) -> _RawPiece:
         return _RawPiece(node.conj, node.A, node.b, node.E, node.f, node.lo, node.hi,
-                         node.pattern if complete_pattern else None, affine if complete_pattern else None)
+                         node.pattern if complete_pattern else None, affine if complete_pattern else None, node.cell)
+
+
+def _clip_or_keep(cell: Cell, A: np.ndarray, b: np.ndarray) -> Cell | None:
+    """``cell`` cut by ``A x <= b``; a row with a vanishing normal is met or violated by its constant alone."""
+    norms = np.linalg.norm(A, axis=1)
+    scale = _CELL_ROUNDING * (1.0 + np.abs(b) + norms)
+    for a, beta, norm, tiny in zip(A, b, norms, scale):
+        if norm <= tiny:
+            if beta < -tiny:
+                return None
+            continue
+        cell = cell.clip(a, beta)
+        if cell is None:
+            return None
+    return cell
 
 
 def _extent(node: _Node) -> float:
@@ -575,10 +676,14 @@ def _raw_polytope(raw) -> Polytope:
     return node.polytope()
 
 
-def _witness(polytope: Polytope, conj, net) -> tuple[np.ndarray, bool]:
-    point = polytope.relative_interior_point()
-    ok = bool(satisfies(conj, net, point[None, :], tol=max(1e-6, _settings.current().feasibility_tol))[0])
-    return point, ok
+def _from_cell(cell: Cell | None, d: int):
+    """The minimal H-form and the vertex mean of a full-dimensional cell; (None, None) otherwise."""
+    if cell is None or cell.dim() < d:
+        return None, None
+    rows = cell.facets()
+    polytope = Polytope(cell.A[rows], cell.b[rows])
+    polytope.__dict__["_minimal_form"] = polytope
+    return polytope, cell.centroid()
 
 
 def _subtract(P: Polytope, Q: Polytope, d: int) -> list[Polytope]:
@@ -624,8 +729,9 @@ def preimage(net, target, domain=None, *, budget: Budget | None = None, one_patt
     checkpoint : a file the search state is written to (atomically) every ``checkpoint_every`` seconds and
         when it stops; ``resume=True`` continues from it, giving the same pieces as an uninterrupted run.
         The file is a pickle written by this function: load only checkpoints you wrote.
-    input_split : bisect the input box while many units are unstable (default: inputs of dimension <= 12
-        with a bounded domain and no equality targets).
+    input_split : bisect the input box while many units are unstable (default: bounded domains of inputs
+        of dimension 9 to 12 without equality targets; lower dimensions are searched with the vertices
+        of every subdomain, where ReLU splits alone are faster).
     batch : subdomains bounded together in one round.
 
     Returns
@@ -662,21 +768,35 @@ def preimage(net, target, domain=None, *, budget: Budget | None = None, one_patt
 
     pieces = []
     unchecked = 0
-    kept: list[tuple[int, Polytope, _RawPiece]] = []
+    kept: list[tuple[int, Polytope | None, _RawPiece]] = []
     for raw in state.pieces:
+        if raw.cell is not None and len(conjunctions) == 1:
+            kept.append((raw.conj, None, raw))
+            continue
         polytope = _raw_polytope(raw)
-        if polytope.is_empty():
+        if raw.cell is None and polytope.is_empty():
             continue
         kept.append((raw.conj, polytope, raw))
     if len(conjunctions) > 1:
         kept = _disjoint_pieces(kept, net.input_dim)
+    found = []
     for conj, polytope, raw in kept:
-        minimal = polytope.minimal()
-        point, ok = _witness(minimal, conjunctions[conj], net)
+        minimal, point = _from_cell(raw.cell, net.input_dim)
+        if minimal is None:
+            minimal = (polytope if polytope is not None else _raw_polytope(raw)).minimal()
+            point = minimal.relative_interior_point()
+        found.append((conj, minimal, point, raw))
+    checked = np.ones(len(found), dtype=bool)
+    for j, conj in enumerate(conjunctions):
+        index = [i for i, item in enumerate(found) if item[0] == j]
+        if index:
+            X = np.stack([found[i][2] for i in index])
+            checked[index] = satisfies(conj, net, X, tol=max(1e-6, _settings.current().feasibility_tol))
+    for (conj, minimal, point, raw), ok in zip(found, checked):
         unchecked += 0 if ok else 1
         pattern = None if raw.pattern is None else np.concatenate(raw.pattern) if raw.pattern else np.zeros(0, bool)
         affine = None if raw.affine is None else AffineMap(raw.affine[0], raw.affine[1])
-        pieces.append(Piece(minimal, point, ok, pattern, affine, conj))
+        pieces.append(Piece(minimal, point, bool(ok), pattern, affine, conj))
     undecided = [n.polytope() for n in state.queue] if not complete else []
     stats = {"seconds": state.seconds, "subdomains": state.processed, "lps": state.lps + search.lps,
              "dropped": state.dropped, "witnesses_off_target": unchecked}
