@@ -25,7 +25,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from .._rng import as_generator
-from .neurons import Problem, build_problem
+from .neurons import Problem, build_problem, torch_threads
 from .result import InverseSet, finish
 
 __all__ = ["inverse_set"]
@@ -72,18 +72,18 @@ class _Constraints:
         finite_both = np.isfinite(problem.lo) & np.isfinite(problem.hi)
         lo = np.where(finite_both & (lo > hi), middle, lo)
         hi = np.where(finite_both & (lo > hi), middle, hi)
-        self.lower = torch.as_tensor(np.flatnonzero(np.isfinite(problem.lo)))
-        self.upper = torch.as_tensor(np.flatnonzero(np.isfinite(problem.hi)))
-        self.lo = torch.as_tensor(lo[np.isfinite(lo)])
-        self.hi = torch.as_tensor(hi[np.isfinite(hi)])
-        scale = torch.as_tensor(problem.scale)
+        self.lower = torch.tensor(np.flatnonzero(np.isfinite(problem.lo)))
+        self.upper = torch.tensor(np.flatnonzero(np.isfinite(problem.hi)))
+        self.lo = torch.tensor(lo[np.isfinite(lo)])
+        self.hi = torch.tensor(hi[np.isfinite(hi)])
+        scale = torch.tensor(problem.scale)
         self.lo_scale, self.hi_scale = scale[self.lower], scale[self.upper]
         self.box = problem.has_generator and problem.domain is not None
         if self.box:
             width = np.maximum(problem.domain.hi - problem.domain.lo, 1.0)
-            self.box_lo = torch.as_tensor(problem.domain.lo)
-            self.box_hi = torch.as_tensor(problem.domain.hi)
-            self.box_width = torch.as_tensor(width)
+            self.box_lo = torch.tensor(problem.domain.lo)
+            self.box_hi = torch.tensor(problem.domain.hi)
+            self.box_width = torch.tensor(width)
 
     def __call__(self, C):
         """(X, activations (b, k), g (b, r), features (b, q)) at codes C."""
@@ -101,12 +101,12 @@ class _Constraints:
         """(b,) bool: every neuron in its exact range and X valid (the samples the result will count)."""
         import torch
 
-        lo, hi = torch.as_tensor(self.problem.lo), torch.as_tensor(self.problem.hi)
+        lo, hi = torch.tensor(self.problem.lo), torch.tensor(self.problem.hi)
         ok = torch.all((Z >= lo) & (Z <= hi), dim=1)
         domain = self.problem.domain
         if domain is not None:
             flat = X.reshape(X.shape[0], -1)
-            ok &= torch.all((flat >= torch.as_tensor(domain.lo)) & (flat <= torch.as_tensor(domain.hi)), dim=1)
+            ok &= torch.all((flat >= torch.tensor(domain.lo)) & (flat <= torch.tensor(domain.hi)), dim=1)
         return ok
 
 
@@ -134,7 +134,7 @@ class _Sampler:
         self.torch_generator = torch.Generator().manual_seed(int(generator.integers(2**62)))
         self.weight, self.jitter, self.mu0, self.inner, self.restarts = weight, jitter, mu, inner, restarts
         box = problem.code_box
-        self.width = torch.as_tensor(box.hi - box.lo).reshape(problem.code_shape) if box is not None else 1.0
+        self.width = torch.tensor(box.hi - box.lo).reshape(problem.code_shape) if box is not None else 1.0
         mean_width = float(np.mean(box.hi - box.lo)) if box is not None else 1.0
         self.lr = lr if lr is not None else 0.02 * (mean_width if mean_width > 0 else 1.0)
         self.steps = 0
@@ -147,7 +147,7 @@ class _Sampler:
         box = self.problem.code_box
         if box is not None:
             U = torch.rand((b, self.problem.code_dim), generator=self.torch_generator, dtype=torch.float64)
-            return (torch.as_tensor(box.lo) + U * torch.as_tensor(box.hi - box.lo)).reshape(b, *self.problem.code_shape)
+            return (torch.tensor(box.lo) + U * torch.tensor(box.hi - box.lo)).reshape(b, *self.problem.code_shape)
         return torch.randn((b, *self.problem.code_shape), generator=self.torch_generator, dtype=torch.float64)
 
     def project(self, C):
@@ -157,7 +157,7 @@ class _Sampler:
         if box is None:
             return C
         shape = self.problem.code_shape
-        return torch.clamp(C, torch.as_tensor(box.lo).reshape(shape), torch.as_tensor(box.hi).reshape(shape))
+        return torch.clamp(C, torch.tensor(box.lo).reshape(shape), torch.tensor(box.hi).reshape(shape))
 
     def jittered(self, C):
         import torch
@@ -245,7 +245,8 @@ def inverse_set(model, neuron, z1, z2, n: int, domain=None, generator=None, enco
                 input_shape=None, latent_shape=None, diversity_weight: float = 1.0, first: int = 50,
                 batch: int | None = None, steps_per_batch: int = 1, min_steps: int = 100, max_steps: int = 2000,
                 repair_steps: int = 1000, lr: float | None = None, jitter: float = 0.1, margin: float = 0.01,
-                mu: float = 10.0, inner: int = 10, restarts: int = 10_000, progress: bool = False) -> InverseSet:
+                mu: float = 10.0, inner: int = 10, restarts: int = 10_000, progress: bool = False,
+                threads: int | None = 1) -> InverseSet:
     """``n`` diverse samples of ``{x valid : z1 <= f(x) <= z2}`` for a neuron f, by the augmented Lagrangian.
 
     Parameters
@@ -272,7 +273,8 @@ def inverse_set(model, neuron, z1, z2, n: int, domain=None, generator=None, enco
     lr : Adam's step (default 2 % of the mean width of the domain). jitter : noise of a new batch, as a fraction
         of the domain's widths. margin : the optimisation aims at ``[z1 + margin s, z2 - margin s]``, s the width.
     mu, inner : the first penalty and the steps between multiplier updates. restarts : most restarts of
-        samples whose gradient vanishes. progress : a progress bar over the batches.
+        samples whose gradient vanishes. progress : a progress bar over the batches. threads : torch's threads
+        during the call (None: leave torch's setting).
 
     Returns
     -------
@@ -291,48 +293,49 @@ def inverse_set(model, neuron, z1, z2, n: int, domain=None, generator=None, enco
     if not np.isfinite(diversity_weight) or diversity_weight < 0:
         raise ValueError(f"diversity_weight must be a finite number >= 0, got {diversity_weight!r}")
     n = int(n)
-    started = time.perf_counter()
-    problem, single = build_problem(model, neuron, z1, z2, domain=domain, generator=generator, encoder=encoder,
-                                    input_shape=input_shape, latent_shape=latent_shape)
-    sampler = _Sampler(problem, as_generator(rng), weight=float(diversity_weight), lr=lr, margin=float(margin),
-                       jitter=float(jitter), mu=float(mu), inner=int(inner), restarts=int(restarts))
-    first = min(int(first), n)
-    batch = int(batch) if batch is not None else first
-    with torch.no_grad():
-        q = problem.encode(problem.generate(sampler.initial(1))).shape[1]
-    earlier = (0, torch.zeros(q, dtype=torch.float64), torch.zeros((), dtype=torch.float64))
-    rows = sampler.constraints(sampler.initial(1))[2].shape[1]
-    C = sampler.initial(first)
-    lam = torch.zeros((first, rows), dtype=torch.float64)
-    done = []
-    bar = tqdm(total=n, desc="inverse set", unit="sample", disable=not progress)
-    while True:
-        if not done:
-            C, lam, _ = sampler.optimise(C, lam, earlier, min_steps=int(min_steps), max_steps=int(max_steps))
-        else:
-            C, lam, _ = sampler.optimise(C, lam, earlier, min_steps=int(steps_per_batch),
-                                         max_steps=int(steps_per_batch))
-        C = sampler.repair(C, int(repair_steps))
-        done.append(C)
-        bar.update(len(C))
+    with torch_threads(threads):
+        started = time.perf_counter()
+        problem, single = build_problem(model, neuron, z1, z2, domain=domain, generator=generator, encoder=encoder,
+                                        input_shape=input_shape, latent_shape=latent_shape)
+        sampler = _Sampler(problem, as_generator(rng), weight=float(diversity_weight), lr=lr, margin=float(margin),
+                           jitter=float(jitter), mu=float(mu), inner=int(inner), restarts=int(restarts))
+        first = min(int(first), n)
+        batch = int(batch) if batch is not None else first
         with torch.no_grad():
-            F = problem.encode(problem.generate(C))
-        earlier = (earlier[0] + len(F), earlier[1] + F.sum(dim=0), earlier[2] + (F * F).sum())
-        count = sum(len(part) for part in done)
-        if count >= n:
-            break
-        size = min(batch, n - count)
-        source = np.resize(np.arange(len(C)), size)
-        C = sampler.jittered(C[source])
-        lam = lam[source]
-    bar.close()
-    codes = torch.cat(done)[:n]
-    with torch.no_grad():
-        X = problem.generate(codes)
-    result = finish(problem, X, codes, time.perf_counter() - started, sampler.steps, "augmented Lagrangian",
-                    single=single)
-    if result.in_range < 1.0:
-        result.reason += (f" after {max_steps} augmented Lagrangian and {repair_steps} repair steps per batch "
-                          "(the range may be unreachable in the domain, or reached only on a thin set)")
-    log.debug("%s", result.summary())
-    return result
+            q = problem.encode(problem.generate(sampler.initial(1))).shape[1]
+        earlier = (0, torch.zeros(q, dtype=torch.float64), torch.zeros((), dtype=torch.float64))
+        rows = sampler.constraints(sampler.initial(1))[2].shape[1]
+        C = sampler.initial(first)
+        lam = torch.zeros((first, rows), dtype=torch.float64)
+        done = []
+        bar = tqdm(total=n, desc="inverse set", unit="sample", disable=not progress)
+        while True:
+            if not done:
+                C, lam, _ = sampler.optimise(C, lam, earlier, min_steps=int(min_steps), max_steps=int(max_steps))
+            else:
+                C, lam, _ = sampler.optimise(C, lam, earlier, min_steps=int(steps_per_batch),
+                                             max_steps=int(steps_per_batch))
+            C = sampler.repair(C, int(repair_steps))
+            done.append(C)
+            bar.update(len(C))
+            with torch.no_grad():
+                F = problem.encode(problem.generate(C))
+            earlier = (earlier[0] + len(F), earlier[1] + F.sum(dim=0), earlier[2] + (F * F).sum())
+            count = sum(len(part) for part in done)
+            if count >= n:
+                break
+            size = min(batch, n - count)
+            source = np.resize(np.arange(len(C)), size)
+            C = sampler.jittered(C[source])
+            lam = lam[source]
+        bar.close()
+        codes = torch.cat(done)[:n]
+        with torch.no_grad():
+            X = problem.generate(codes)
+        result = finish(problem, X, codes, time.perf_counter() - started, sampler.steps, "augmented Lagrangian",
+                        single=single)
+        if result.in_range < 1.0:
+            result.reason += (f" after {max_steps} augmented Lagrangian and {repair_steps} repair steps per batch "
+                              "(the range may be unreachable in the domain, or reached only on a thin set)")
+        log.debug("%s", result.summary())
+        return result

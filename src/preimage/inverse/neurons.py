@@ -9,6 +9,7 @@ indexing its shape (a channel and a pixel of a convolution).
 
 from __future__ import annotations
 
+import contextlib
 import copy
 from dataclasses import dataclass
 
@@ -18,7 +19,29 @@ from ..errors import EmptyDomainError, ModelError, ShapeError
 from ..geometry import Box
 from ..network import Network
 
-__all__ = ["Problem", "build_problem"]
+__all__ = ["Problem", "build_problem", "torch_threads"]
+
+
+@contextlib.contextmanager
+def torch_threads(threads: int | None):
+    """Run a block with torch limited to ``threads`` intra-op threads (None: as it is), restored afterwards.
+
+    The batches of an inverse set are small: one thread is fastest, and a thread pool on a busy machine waits
+    on its slowest member at every operation.
+    """
+    import torch
+
+    if threads is None:
+        yield
+        return
+    if isinstance(threads, bool) or int(threads) != threads or threads < 1:
+        raise ValueError(f"threads must be a positive integer or None, got {threads!r}")
+    before = torch.get_num_threads()
+    torch.set_num_threads(int(threads))
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 @dataclass(eq=False)
