@@ -31,8 +31,7 @@ def plot_image_grid(images, *, ax=None, columns: int | None = None, cmap="gray_r
         canvas[r * (h + pad):r * (h + pad) + h, c * (w + pad):c * (w + pad) + w] = image
     if ax is None:
         _, ax = plt.subplots(figsize=(max(2.0, 0.35 * columns * w / 4), max(2.0, 0.35 * rows * h / 4)))
-    colours = plt.get_cmap(cmap).copy()
-    colours.set_bad("white")
+    colours = plt.get_cmap(cmap).with_extremes(bad="white")
     low = np.nanmin(images) if vmin is None else vmin
     high = np.nanmax(images) if vmax is None else vmax
     ax.imshow(canvas, cmap=colours, vmin=low, vmax=high if high > low else low + 1.0, interpolation="nearest")
