@@ -30,7 +30,7 @@ def _setup(model, neuron, z1, z2, n, domain, generator, encoder, rng, input_shap
         raise ValueError(f"n must be a positive integer, got {n!r}")
     problem, single = build_problem(model, neuron, z1, z2, domain=domain, generator=generator, encoder=encoder,
                                     input_shape=input_shape, latent_shape=latent_shape)
-    sampler = _Sampler(problem, as_generator(rng), weight=0.0, lr=lr, margin=margin, jitter=0.0, mu=1.0, inner=1,
+    sampler = _Sampler(problem, as_generator(rng), weight=0.0, lr=lr, margin=margin, jitter=0.0, inner=1,
                        restarts=0)
     return problem, single, sampler
 

@@ -12,8 +12,8 @@ while the largest violation does not halve. Without a generator the box of valid
 optimised until they are feasible (and ``min_steps`` have passed); the rest are made K at a time from the
 previous batch, jittered, with one step each, repelled from every earlier sample: the gradient of D for a new
 sample is ``4 (e_i - mean of all samples so far)``. A last repair phase descends the violation alone for any
-sample still out of range, restarting a sample whose gradient vanishes (a dead ReLU region) from a jittered
-copy of a feasible one.
+sample still out of range, restarting a sample whose gradient vanishes (a dead ReLU region) or that stalls
+from a jittered copy of a feasible one.
 """
 
 from __future__ import annotations
@@ -31,6 +31,8 @@ from .result import InverseSet, finish
 __all__ = ["inverse_set"]
 
 log = logging.getLogger(__name__)
+
+_MU_MAX = 1e6
 
 
 class _Adam:
@@ -125,20 +127,20 @@ def _diversity(F, earlier):
 
 
 class _Sampler:
-    def __init__(self, problem: Problem, generator, *, weight, lr, margin, jitter, mu, inner, restarts):
+    def __init__(self, problem: Problem, generator, *, weight, lr, margin, jitter, inner, restarts):
         import torch
 
         self.problem = problem
         self.constraints = _Constraints(problem, margin)
         self.generator = generator
         self.torch_generator = torch.Generator().manual_seed(int(generator.integers(2**62)))
-        self.weight, self.jitter, self.mu0, self.inner, self.restarts = weight, jitter, mu, inner, restarts
+        self.weight, self.jitter, self.inner, self.restarts = weight, jitter, inner, restarts
         box = problem.code_box
         self.width = torch.tensor(box.hi - box.lo).reshape(problem.code_shape) if box is not None else 1.0
         mean_width = float(np.mean(box.hi - box.lo)) if box is not None else 1.0
         self.lr = lr if lr is not None else 0.02 * (mean_width if mean_width > 0 else 1.0)
         self.steps = 0
-        self.q = None
+        self.restarted = 0
 
     def initial(self, b: int):
         """b codes: uniform in the code box, else standard normal."""
@@ -169,29 +171,34 @@ class _Sampler:
         import torch
 
         X, Z, g, F = self.constraints(C)
-        self.q = F.shape[1]
         penalty = (mu / 2) * torch.clamp(g + lam / mu, min=0) ** 2 - lam ** 2 / (2 * mu)
         loss = penalty.sum()
         if self.weight:
             loss = loss - self.weight * _diversity(F, earlier) / F.shape[1]
         return loss, X, Z, g
 
-    def optimise(self, C, lam, earlier, *, min_steps: int, max_steps: int):
+    def optimise(self, C, lam, mu, earlier, *, min_steps: int, max_steps: int, stall: int):
         """Augmented Lagrangian steps on a batch until it is in range (after ``min_steps``) or ``max_steps``.
 
-        Returns (C, lam, steps taken).
+        lam : (b, r) the multipliers; mu : (b, 1) each sample's penalty, doubled while its largest violation does
+        not halve (one stubborn sample does not stiffen the others). It also stops after ``min_steps`` once
+        ``stall`` steps have passed without more samples in range (the rest are left to the repair).
+        Returns (C, lam, mu, steps taken).
         """
         import torch
 
-        mu = self.mu0 if not hasattr(self, "mu") else self.mu
         adam = _Adam(C.shape, self.lr)
-        worst = np.inf
+        worst = torch.full((len(C), 1), np.inf, dtype=torch.float64)
         taken = 0
+        best, best_step = -1, 0
         for step in range(max_steps):
             C = C.detach().requires_grad_(True)
             loss, X, Z, g = self._lagrangian(C, lam, mu, earlier)
             grad, = torch.autograd.grad(loss, C)
-            if step >= min_steps and bool(self.constraints.in_range(X.detach(), Z.detach()).all()):
+            inside = int(self.constraints.in_range(X.detach(), Z.detach()).sum())
+            if inside > best:
+                best, best_step = inside, step
+            if step >= min_steps and (inside == len(C) or step - best_step >= stall):
                 break
             with torch.no_grad():
                 C = self.project(adam.step(C, grad))
@@ -200,20 +207,21 @@ class _Sampler:
                 with torch.no_grad():
                     g = self.constraints(C)[2]
                     lam = torch.clamp(lam + mu * g, min=0)
-                    violation = float(torch.clamp(g, min=0).max())
-                    if violation > 0.5 * worst:
-                        mu = min(2 * mu, 1e6)
+                    violation = torch.clamp(g, min=0).amax(dim=1, keepdim=True)
+                    mu = torch.where(violation > 0.5 * worst, torch.clamp(2 * mu, max=_MU_MAX), mu)
                     worst = violation
-        self.mu = mu
         self.steps += taken
-        return C.detach(), lam.detach(), taken
+        return C.detach(), lam.detach(), mu, taken
 
-    def repair(self, C, max_steps: int):
-        """Descend the violation of the samples out of range; restart a row whose gradient vanishes."""
+    def repair(self, C, max_steps: int, patience: int):
+        """Descend the violation of the samples out of range.
+
+        A row whose gradient vanishes (a dead ReLU region, a saturated generator), or that is still out of range
+        after ``patience`` steps, restarts from a jittered copy of a row in range (a fresh start when none is).
+        """
         import torch
 
         adam = _Adam(C.shape, self.lr)
-        restarts = 0
         for _ in range(max_steps):
             C = C.detach().requires_grad_(True)
             X, Z, g, _ = self.constraints(C)
@@ -224,9 +232,9 @@ class _Sampler:
             with torch.no_grad():
                 C = self.project(adam.step(C, grad, out))
                 flat = grad.reshape(grad.shape[0], -1)
-                stuck = out & (flat.abs().amax(dim=1) == 0)
-                if bool(stuck.any()) and restarts < self.restarts:
-                    inside = torch.flatnonzero(~out)
+                stuck = out & ((flat.abs().amax(dim=1) == 0) | (adam.t >= patience))
+                if bool(stuck.any()) and self.restarted < self.restarts:
+                    inside = torch.nonzero(~out).flatten()
                     count = int(stuck.sum())
                     if len(inside):
                         pick = inside[torch.randint(len(inside), (count,), generator=self.torch_generator)]
@@ -236,7 +244,7 @@ class _Sampler:
                     adam.m[stuck] = 0
                     adam.v[stuck] = 0
                     adam.t[stuck] = 0
-                    restarts += count
+                    self.restarted += count
             self.steps += 1
         return C.detach()
 
@@ -268,12 +276,14 @@ def inverse_set(model, neuron, z1, z2, n: int, domain=None, generator=None, enco
     diversity_weight : w above; 0 switches the diversity objective off.
     first, batch : K, the samples optimised together first, and the size of each later batch (default K).
     steps_per_batch : augmented Lagrangian steps of each later batch (the paper takes one).
-    min_steps, max_steps : steps of the first batch before it may stop at feasibility, and at most.
-    repair_steps : steps of the final descent of the violation, per batch.
+    min_steps, max_steps : steps of the first batch before it may stop at feasibility, and at most; it also
+        stops when ``min_steps`` steps pass without one more sample in range.
+    repair_steps : steps of the final descent of the violation, per batch; a sample still out of range after a
+        quarter of them restarts from a jittered copy of one in range.
     lr : Adam's step (default 2 % of the mean width of the domain). jitter : noise of a new batch, as a fraction
         of the domain's widths. margin : the optimisation aims at ``[z1 + margin s, z2 - margin s]``, s the width.
-    mu, inner : the first penalty and the steps between multiplier updates. restarts : most restarts of
-        samples whose gradient vanishes. progress : a progress bar over the batches. threads : torch's threads
+    mu, inner : the first penalty of every sample and the steps between multiplier updates. restarts : most restarts of
+        samples in the repair, over the whole run. progress : a progress bar over the batches. threads : torch's threads
         during the call (None: leave torch's setting).
 
     Returns
@@ -298,7 +308,7 @@ def inverse_set(model, neuron, z1, z2, n: int, domain=None, generator=None, enco
         problem, single = build_problem(model, neuron, z1, z2, domain=domain, generator=generator, encoder=encoder,
                                         input_shape=input_shape, latent_shape=latent_shape)
         sampler = _Sampler(problem, as_generator(rng), weight=float(diversity_weight), lr=lr, margin=float(margin),
-                           jitter=float(jitter), mu=float(mu), inner=int(inner), restarts=int(restarts))
+                           jitter=float(jitter), inner=int(inner), restarts=int(restarts))
         first = min(int(first), n)
         batch = int(batch) if batch is not None else first
         with torch.no_grad():
@@ -307,15 +317,17 @@ def inverse_set(model, neuron, z1, z2, n: int, domain=None, generator=None, enco
         rows = sampler.constraints(sampler.initial(1))[2].shape[1]
         C = sampler.initial(first)
         lam = torch.zeros((first, rows), dtype=torch.float64)
+        penalty = torch.full((first, 1), float(mu), dtype=torch.float64)
         done = []
         bar = tqdm(total=n, desc="inverse set", unit="sample", disable=not progress)
         while True:
             if not done:
-                C, lam, _ = sampler.optimise(C, lam, earlier, min_steps=int(min_steps), max_steps=int(max_steps))
+                C, lam, penalty, _ = sampler.optimise(C, lam, penalty, earlier, min_steps=int(min_steps),
+                                                      max_steps=int(max_steps), stall=max(int(min_steps), 1))
             else:
-                C, lam, _ = sampler.optimise(C, lam, earlier, min_steps=int(steps_per_batch),
-                                             max_steps=int(steps_per_batch))
-            C = sampler.repair(C, int(repair_steps))
+                C, lam, penalty, _ = sampler.optimise(C, lam, penalty, earlier, min_steps=int(steps_per_batch),
+                                                      max_steps=int(steps_per_batch), stall=int(steps_per_batch))
+            C = sampler.repair(C, int(repair_steps), max(1, int(repair_steps) // 4))
             done.append(C)
             bar.update(len(C))
             with torch.no_grad():
@@ -327,7 +339,7 @@ def inverse_set(model, neuron, z1, z2, n: int, domain=None, generator=None, enco
             size = min(batch, n - count)
             source = np.resize(np.arange(len(C)), size)
             C = sampler.jittered(C[source])
-            lam = lam[source]
+            lam, penalty = lam[source], penalty[source]
         bar.close()
         codes = torch.cat(done)[:n]
         with torch.no_grad():
