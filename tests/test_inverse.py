@@ -96,6 +96,9 @@ def test_diversity_grows_with_the_objective(relu_net, box16):
     assert off.in_range == on.in_range == 1.0
     assert on.diversity > 1.15 * off.diversity
     assert on.diversity == pytest.approx(mean_pairwise_distance(on.samples))
+    brute = np.linalg.norm(on.samples[:, None] - on.samples[None], axis=2)
+    assert on.diversity == pytest.approx(brute.sum() / (100 * 99), rel=1e-8)
+    assert mean_pairwise_distance(np.zeros((0, 16))) == mean_pairwise_distance(np.ones((1, 16))) == 0.0
 
 
 def test_intersection_meets_every_range(relu_net, box16):
@@ -227,3 +230,18 @@ def test_plots_are_image_grids(relu_net, box16, tmp_path):
     plt.close("all")
     with pytest.raises(pim.ShapeError):
         plot_image_grid(np.zeros((3, 4)))
+
+
+def test_digits_demo_writes_grids_and_measures(tmp_path):
+    from preimage.inverse.demo import run_inverse_demo
+
+    lines = []
+    demo = run_inverse_demo(tmp_path, n=12, epochs=60, echo=lines.append)
+    assert len(demo.cases) == 7 and demo.table.exists()
+    for name, results, path in demo.cases:
+        assert path.read_bytes()[:4] == b"\x89PNG" and path.stat().st_size > 5000
+        assert [r.method for r in results] == ["augmented Lagrangian", "gradient ascent", "Langevin"]
+        assert results[0].in_range == 1.0, (name, results[0].reason)
+    rows = demo.table.read_text().splitlines()
+    assert len(rows) == 1 + 3 * 7 and "diversity_in_range" in rows[0]
+    assert not list(tmp_path.glob(".*.tmp"))

@@ -215,10 +215,8 @@ def _neuron_list(neuron) -> tuple[list, bool]:
 
 def _ranges(z1, z2, k: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """The (k,) lower and upper bounds and the (k,) unit of violation of each range."""
-    lo = np.broadcast_to(np.asarray(z1, dtype=np.float64), (k,)).copy() if np.ndim(z1) == 0 else \
-        np.asarray(z1, dtype=np.float64).reshape(-1)
-    hi = np.broadcast_to(np.asarray(z2, dtype=np.float64), (k,)).copy() if np.ndim(z2) == 0 else \
-        np.asarray(z2, dtype=np.float64).reshape(-1)
+    lo, hi = (np.array(np.broadcast_to(np.asarray(z, dtype=np.float64), (k,)) if np.ndim(z) == 0 else z,
+                       dtype=np.float64).reshape(-1) for z in (z1, z2))
     if lo.shape != (k,) or hi.shape != (k,):
         raise ShapeError(f"z1 and z2 must be scalars or hold one value per neuron ({k}); got {lo.size} and {hi.size}")
     if np.any(np.isnan(lo)) or np.any(np.isnan(hi)):

@@ -7,16 +7,18 @@ from dataclasses import dataclass
 import numpy as np
 
 from .. import settings as _settings
+from ..errors import ShapeError
 
 __all__ = ["InverseSet", "mean_pairwise_distance"]
 
 
 def mean_pairwise_distance(F, chunk: int = 2048) -> float:
     """The mean Euclidean distance over the pairs ``i != j`` of the rows of ``F`` (n, q); 0 when n < 2."""
-    F = np.asarray(F, dtype=np.float64).reshape(len(F), -1)
-    n = F.shape[0]
+    F = np.asarray(F, dtype=np.float64)
+    n = len(F)
     if n < 2:
         return 0.0
+    F = F.reshape(n, -1)
     squares = np.einsum("ij,ij->i", F, F)
     total = 0.0
     for start in range(0, n, chunk):
@@ -116,8 +118,6 @@ def _image_shape(shape: tuple) -> tuple:
     side = int(round(np.sqrt(size)))
     if side * side == size:
         return side, side
-    from ..errors import ShapeError
-
     raise ShapeError(f"samples of shape {shape} are not images: pass image_shape=(h, w)")
 
 
