@@ -87,6 +87,11 @@ def test_conv_unit_indexed_by_channel_and_pixel():
     assert result.samples.shape == (60, 1, 8, 8) and result.in_range == 1.0
     values = _module_values(model, "0", result.samples, flat)
     assert np.all((values >= z1) & (values <= z2))
+    net = pim.load(model, input_shape=(1, 8, 8))
+    assert net.layers[0].affine.is_sparse
+    imported = pim.inverse_set(net, (0, (2, 3, 4)), z1, z2, 40, domain=box, rng=1)
+    assert imported.samples.shape == (40, 1, 8, 8) and imported.in_range == 1.0
+    assert np.allclose(_module_values(model, "0", imported.samples, flat), imported.activations, atol=1e-10)
 
 
 def test_diversity_grows_with_the_objective(relu_net, box16):

@@ -105,7 +105,8 @@ def _network_layers(net: Network):
             if sp.issparse(factor):
                 coo = factor.tocoo()
                 index = torch.as_tensor(np.vstack([coo.row, coo.col]).astype(np.int64))
-                factors.append(torch.sparse_coo_tensor(index, torch.as_tensor(coo.data), coo.shape).coalesce())
+                factors.append(torch.sparse_coo_tensor(index, torch.as_tensor(coo.data), coo.shape,
+                                                       check_invariants=True).coalesce())
             else:
                 factors.append(torch.tensor(np.asarray(factor, dtype=np.float64)))
         layers.append((factors, torch.as_tensor(np.array(layer.affine.bias)), layer.activation.slope))
