@@ -146,13 +146,14 @@ def _run(out: Path, n: int, seed: int, epochs: int, echo) -> InverseDemo:
     high = float(np.quantile(logits[:, 3], 0.9))
     h_mid = tuple(np.quantile(hidden[:, unit], [0.5, 0.75]))
     h_top = tuple(np.quantile(hidden[:, unit], [0.95, 1.0]))
-    inter = [float(np.quantile(logits[:, 3], 0.5)), float(np.quantile(logits[:, 8], 0.5))]
+    inter = [float(np.quantile(logits[:, 3], 0.8)), float(np.quantile(logits[:, 8], 0.8))]
     import torch
 
     with torch.no_grad():
         cnn_inputs = torch.tensor(X_all).reshape(-1, 1, 8, 8)
         cnn_logits = cnn(cnn_inputs).numpy()
         conv = cnn[0](cnn_inputs).numpy()
+    cnn_high = float(np.quantile(cnn_logits[:, 3], 0.9))
     conv_unit = (2, 4, 4)
     conv_high = float(np.quantile(conv[:, 2, 4, 4], 0.95))
     cases = [
@@ -165,8 +166,8 @@ def _run(out: Path, n: int, seed: int, epochs: int, echo) -> InverseDemo:
          f"MLP hidden unit (1, {unit}) in [{h_top[0]:.2f}, {h_top[1]:.2f}]"),
         ("mlp_class3_and_8", dict(model=net, neuron=[(2, 3), (2, 8)], z1=inter, z2=np.inf),
          f"MLP logits 3 >= {inter[0]:.2f} and 8 >= {inter[1]:.2f}"),
-        ("cnn_class3", dict(model=cnn, neuron=("4", 3), z1=float(np.quantile(cnn_logits[:, 3], 0.9)), z2=np.inf,
-                            input_shape=(1, 8, 8)), "CNN logit 3 high"),
+        ("cnn_class3", dict(model=cnn, neuron=("4", 3), z1=cnn_high, z2=np.inf, input_shape=(1, 8, 8)),
+         f"CNN logit 3 >= {cnn_high:.2f}"),
         ("cnn_conv_unit", dict(model=cnn, neuron=("0", conv_unit), z1=conv_high, z2=np.inf, input_shape=(1, 8, 8)),
          f"CNN conv channel 2 at pixel (4, 4) >= {conv_high:.2f}"),
     ]
