@@ -13,6 +13,7 @@ from .errors import (
     Unbounded, UnsupportedOperation,
 )
 from .geometry import Box, Polytope, is_omnidirectional, solve_lp
+from .inverse import InverseSet, inverse_set
 from .network import Activation, AffineMap, Layer, Network
 from .network.load import load
 from .patterns import Patterns
@@ -32,6 +33,7 @@ __all__ = [
     "singleton_test",
     "preimage", "Budget", "PreimageSet", "Piece", "Verification", "read_vnnlib",
     "Activity", "Pattern", "ArgMax", "OutputPolytope", "NeuronRange", "InputPolytope", "AnyOf",
+    "inverse_set", "InverseSet",
     "Settings", "configure", "current",
     "errors", "PreimageError", "ModelError", "UnsupportedOperation", "ShapeError", "ImportMismatch",
     "EmptyDomainError", "Infeasible", "Unbounded", "SolverError",
