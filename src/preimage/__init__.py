@@ -16,6 +16,10 @@ from .geometry import Box, Polytope, is_omnidirectional, solve_lp
 from .network import Activation, AffineMap, Layer, Network
 from .network.load import load
 from .patterns import Patterns
+from .patterns import (
+    bernoulli_test, constellations, dataset_patterns, hamming_knn, hook_patterns, random_pair_distances,
+    unit_statistics,
+)
 from .preimages import (
     Activity, AnyOf, ArgMax, Budget, ConeForm, InputPolytope, LayerClassification, LayerPreimage, NeuronRange,
     OutputPolytope, Pattern, Piece, PreimageSet, Verification, classify_layer, layer_preimage, layer_preimages,
@@ -33,6 +37,8 @@ __all__ = [
     "preimage", "Budget", "PreimageSet", "Piece", "Verification", "read_vnnlib",
     "Activity", "Pattern", "ArgMax", "OutputPolytope", "NeuronRange", "InputPolytope", "AnyOf",
     "Settings", "configure", "current",
+    "hamming_knn", "dataset_patterns", "hook_patterns", "unit_statistics", "random_pair_distances",
+    "bernoulli_test", "constellations",
     "errors", "PreimageError", "ModelError", "UnsupportedOperation", "ShapeError", "ImportMismatch",
     "EmptyDomainError", "Infeasible", "Unbounded", "SolverError",
 ]

@@ -22,12 +22,18 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from scipy import stats as _stats
 
 from .._rng import as_generator
 from ..errors import ShapeError
 from .hamming import hamming, hamming_knn
 from .packed import Patterns, pack_bits
+
+
+def _scipy_stats():
+    from scipy import stats
+
+    return stats
+
 
 __all__ = ["BernoulliTest", "bernoulli_test", "bernoulli_patterns"]
 
@@ -102,7 +108,7 @@ def _mean_test(layer_bits, p, n_pairs, n_sim, generator):
     q = 2.0 * rates * (1.0 - rates)
     null = generator.binomial(m, q, size=(n_sim, units)).sum(axis=1) / m
     mean, std = float(q.sum()), float(np.sqrt((q * (1 - q)).sum() / m))
-    p_normal = float(2 * _stats.norm.sf(abs(observed - mean) / std)) if std > 0 else float(observed != mean)
+    p_normal = float(2 * _scipy_stats().norm.sf(abs(observed - mean) / std)) if std > 0 else float(observed != mean)
     return label, observed, null.astype(np.float64), mean, std, p_normal
 
 

@@ -12,9 +12,15 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from scipy import stats as _stats
 
 from ..errors import ShapeError
+
+
+def _scipy_stats():
+    from scipy import stats
+
+    return stats
+
 
 __all__ = ["hyperplane_distances", "FoldedNormalFit", "folded_normal_fit", "zero_one_agreement"]
 
@@ -66,7 +72,7 @@ class FoldedNormalFit:
         return self.scale
 
     def pdf(self, x: np.ndarray) -> np.ndarray:
-        return _stats.foldnorm.pdf(x, self.c, loc=0.0, scale=self.scale)
+        return _scipy_stats().foldnorm.pdf(x, self.c, loc=0.0, scale=self.scale)
 
 
 def folded_normal_fit(values: np.ndarray, *, max_values: int = 200000, rng=None) -> FoldedNormalFit:
@@ -82,8 +88,8 @@ def folded_normal_fit(values: np.ndarray, *, max_values: int = 200000, rng=None)
         raise ShapeError("the folded-normal fit needs at least 2 positive values")
     if len(x) > max_values:
         x = as_generator(rng).choice(x, max_values, replace=False)
-    c, _, scale = _stats.foldnorm.fit(x, floc=0.0)
-    test = _stats.kstest(x, "foldnorm", args=(c, 0.0, scale))
+    c, _, scale = _scipy_stats().foldnorm.fit(x, floc=0.0)
+    test = _scipy_stats().kstest(x, "foldnorm", args=(c, 0.0, scale))
     return FoldedNormalFit(float(c), float(scale), float(test.statistic), float(test.pvalue), len(x))
 
 
