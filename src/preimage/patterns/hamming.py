@@ -41,24 +41,24 @@ def _ctpop(typingctx, value):
 
 
 def as_words(patterns, layer: int | None = None) -> np.ndarray:
-    """The packed words of ``patterns``, (n, w) uint64 C-contiguous.
+    """The packed words of ``patterns``, (n, w) uint64, C-contiguous and writable (one compiled kernel type).
 
     patterns : a ``Patterns`` (``layer``: the index of one stored layer; None: all layers side by side),
         an (n, bits) bool array, or an (n, w) uint64 array of packed words (used as is).
     """
     if isinstance(patterns, Patterns):
         if layer is None:
-            return np.ascontiguousarray(patterns.packed())
+            return np.require(patterns.packed(), "<u8", ["C", "W"])
         if not -len(patterns.units) <= layer < len(patterns.units):
             raise ShapeError(f"layer {layer} out of range: the patterns hold {len(patterns.units)} layers")
-        return np.ascontiguousarray(patterns.words[layer])
+        return np.require(patterns.words[layer], "<u8", ["C", "W"])
     if layer is not None:
         raise ShapeError("layer= chooses a layer of a Patterns object; an array has one block of bits")
     array = np.asarray(patterns)
     if array.ndim != 2:
         raise ShapeError(f"patterns must be an (n, bits) bool array or a Patterns object, got shape {array.shape}")
     if array.dtype == np.uint64:
-        return np.ascontiguousarray(array, dtype="<u8")
+        return np.require(array, "<u8", ["C", "W"])
     if array.dtype != bool:
         if not np.isin(array, (0, 1)).all():
             raise ShapeError("a pattern array must hold 0/1 or bools")
@@ -99,7 +99,7 @@ def pairwise_hamming(patterns, subset=None, layer: int | None = None) -> np.ndar
     """All distances among ``subset`` (indices; None: all): (m, m) int64, 0 on the diagonal."""
     words = as_words(patterns, layer)
     if subset is not None:
-        words = np.ascontiguousarray(words[np.asarray(subset)])
+        words = np.require(words[np.asarray(subset)], "<u8", ["C", "W"])
     out = np.empty((len(words), len(words)), dtype=np.int64)
     _pairwise_kernel(words, out)
     return out

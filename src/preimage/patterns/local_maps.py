@@ -110,9 +110,12 @@ def map_angles(A: np.ndarray, B: np.ndarray) -> np.ndarray:
     """Angles in radians between maps, pairwise row by row: A, B (n, units, d) -> (n,)."""
     A = np.asarray(A, np.float64).reshape(len(A), -1)
     B = np.asarray(B, np.float64).reshape(len(B), -1)
-    denominator = np.linalg.norm(A, axis=1) * np.linalg.norm(B, axis=1)
-    cosine = np.where(denominator > 0, (A * B).sum(axis=1) / np.where(denominator > 0, denominator, 1.0), 1.0)
-    return np.arccos(np.clip(cosine, -1.0, 1.0))
+    norm_a = np.linalg.norm(A, axis=1, keepdims=True)
+    norm_b = np.linalg.norm(B, axis=1, keepdims=True)
+    a = np.divide(A, norm_a, out=np.zeros_like(A), where=norm_a > 0)
+    b = np.divide(B, norm_b, out=np.zeros_like(B), where=norm_b > 0)
+    # 2 atan2(|a - b|, |a + b|) keeps its accuracy near 0 and pi, where arccos of the cosine does not
+    return 2.0 * np.arctan2(np.linalg.norm(a - b, axis=1), np.linalg.norm(a + b, axis=1))
 
 
 def angle_vs_noise(net, X, layer: int, noise_levels, *, draws: int = 4, rng=None) -> dict:
