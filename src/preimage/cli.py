@@ -38,6 +38,13 @@ def _numbers(text: str) -> list[float]:
         raise argparse.ArgumentTypeError(f"not a list of numbers: {text!r} (write e.g. -1,1,-1,1)") from None
 
 
+def _integers(text: str) -> list[int]:
+    try:
+        return [int(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a list of integers: {text!r} (write e.g. 0,2)") from None
+
+
 def _compute(args) -> int:
     import time
 
@@ -189,7 +196,7 @@ def build_parser() -> argparse.ArgumentParser:
     patterns.add_argument("model", help="a .onnx, .nnet file")
     patterns.add_argument("--data", required=True, help="an (n, ...) .npy array of inputs, or 'digits'")
     patterns.add_argument("--input-shape", type=_shape, default=None)
-    patterns.add_argument("--layers", type=lambda t: [int(v) for v in t.split(",")], default=None,
+    patterns.add_argument("--layers", type=_integers, default=None,
                           help="layer indices, e.g. 0,1 (default: every layer with a ReLU)")
     patterns.add_argument("--knn", type=int, default=0, help="also the exact K nearest neighbours in Hamming distance")
     patterns.add_argument("--pairs", type=int, default=10000, help="random pairs per layer (default: %(default)s)")

@@ -29,13 +29,13 @@ from .hamming import hamming, hamming_knn
 from .packed import Patterns, pack_bits
 
 
+__all__ = ["BernoulliTest", "bernoulli_test", "bernoulli_patterns"]
+
+
 def _scipy_stats():
     from scipy import stats
 
     return stats
-
-
-__all__ = ["BernoulliTest", "bernoulli_test", "bernoulli_patterns"]
 
 
 @dataclass(frozen=True)

@@ -24,6 +24,8 @@ from .packed import Patterns, pack_bits
 
 __all__ = ["digits", "iter_batches", "dataset_patterns", "save_patterns", "load_patterns"]
 
+_DIGITS = 1797
+
 
 def digits() -> tuple[np.ndarray, np.ndarray]:
     """scikit-learn's digits: X (1797, 64) float64 in [0, 1], y (1797,) int64."""
@@ -54,14 +56,15 @@ def iter_batches(data, batch_size: int | None = None) -> Iterator:
 
 
 def _n_batches(data, batch_size: int | None) -> int | None:
+    step = batch_size or _settings.current().chunk_size
     if isinstance(data, str):
-        data = np.empty((1797, 0))
+        return -(-_DIGITS // step)
     if _is_array(data):
-        return -(-data.shape[0] // (batch_size or _settings.current().chunk_size))
+        return -(-data.shape[0] // step)
     return len(data) if hasattr(data, "__len__") else None
 
 
-def _layer_patterns(model, batch, layers) -> list[tuple[np.ndarray, int, int | str]]:
+def _layer_patterns(model, batch, layers) -> list[tuple[np.ndarray, int, int]]:
     """(words, units, layer label) per chosen layer of one batch."""
     from ..network.network import Network
 
@@ -101,8 +104,7 @@ def dataset_patterns(model, data, *, layers: Sequence | None = None, batch_size:
         parts = []
         for batch in batches:
             layer_parts = _layer_patterns(model, batch, layers)
-            parts.append(Patterns([w for w, _, _ in layer_parts], [u for _, u, _ in layer_parts],
-                                  [i if isinstance(i, int) else n for n, (_, _, i) in enumerate(layer_parts)]))
+            parts.append(Patterns(*(list(column) for column in zip(*layer_parts))))
         if not parts:
             raise ShapeError("the data hold no batch")
         return Patterns.concatenate(parts)
@@ -112,15 +114,15 @@ def dataset_patterns(model, data, *, layers: Sequence | None = None, batch_size:
 def _stream_to_disk(model, batches, layers, out: Path) -> Patterns:
     out.parent.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}."))
+    files: list = []
     try:
-        files: list = []
         units: list[int] = []
         labels: list[int] = []
         for batch in batches:
             layer_parts = _layer_patterns(model, batch, layers)
             if not files:
                 units = [u for _, u, _ in layer_parts]
-                labels = [i if isinstance(i, int) else n for n, (_, _, i) in enumerate(layer_parts)]
+                labels = [i for _, _, i in layer_parts]
                 files = [open(work / f"layer_{n}.words", "wb") for n in range(len(layer_parts))]
             for handle, (words, _, _) in zip(files, layer_parts):
                 handle.write(np.ascontiguousarray(words, dtype="<u8").tobytes())
@@ -140,7 +142,7 @@ def _stream_to_disk(model, batches, layers, out: Path) -> Patterns:
             shutil.rmtree(out)
         os.replace(work, out)
     except BaseException:
-        for handle in locals().get("files", []):
+        for handle in files:
             handle.close()
         shutil.rmtree(work, ignore_errors=True)
         raise

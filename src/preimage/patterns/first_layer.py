@@ -16,13 +16,13 @@ import numpy as np
 from ..errors import ShapeError
 
 
+__all__ = ["hyperplane_distances", "FoldedNormalFit", "folded_normal_fit", "zero_one_agreement"]
+
+
 def _scipy_stats():
     from scipy import stats
 
     return stats
-
-
-__all__ = ["hyperplane_distances", "FoldedNormalFit", "folded_normal_fit", "zero_one_agreement"]
 
 
 def _weights(layer) -> tuple[np.ndarray, np.ndarray]:

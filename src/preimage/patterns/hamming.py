@@ -214,7 +214,7 @@ def hamming_knn(patterns, k: int, layer: int | None = None) -> tuple[np.ndarray,
         raise ShapeError(f"k must be an integer in [1, {n - 1}] for {n} patterns, got {k!r}")
     k = int(k)
     n_tiles = -(-n // _TILE)
-    workers = max(1, min(numba.get_num_threads() * 4, n_tiles * (n_tiles + 1) // 2))
+    workers = max(1, min(numba.get_num_threads(), n_tiles * (n_tiles + 1) // 2))
     tiles, starts = _deal_tiles(n_tiles, workers)
     big = np.iinfo(np.int64).max
     dist = np.full((workers, n, k), big, dtype=np.int64)
