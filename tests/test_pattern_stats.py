@@ -123,6 +123,29 @@ def test_hook_patterns_of_modules_the_ir_refuses():
         pim.hook_patterns(nn.Linear(3, 2), [torch.zeros(1, 3)])
 
 
+class _Functional(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.a, self.b, self.c = nn.Linear(5, 9), nn.Linear(9, 7), nn.Linear(7, 2)
+
+    def forward(self, x):
+        return self.c(torch.nn.functional.selu(self.b(torch.relu(self.a(x)))))
+
+
+def test_fx_patterns_of_functional_activations():
+    torch.manual_seed(1)
+    model = _Functional()
+    X = torch.randn(200, 5)
+    assert pat.functional_activations(model) == ["relu", "selu"]
+    P = pim.hook_patterns(model, [X[:50], X[50:]])
+    with torch.no_grad():
+        z0 = model.a(X)
+        z1 = model.b(torch.relu(z0))
+    assert P.units == (9, 7)
+    assert np.array_equal(P.layer(0), (z0 > 0).numpy()) and np.array_equal(P.layer(1), (z1 > 0).numpy())
+    assert np.array_equal(pim.hook_patterns(model, [X], layers=["b"]).layer(0), (z1 > 0).numpy())
+
+
 def test_unit_statistics_are_consistent(rng):
     rates = np.concatenate([np.zeros(5), np.ones(3), rng.uniform(0.2, 0.8, 40), [0.01, 0.99]])
     B = rng.random((2000, len(rates))) < rates

@@ -6,7 +6,7 @@ from .dataset import dataset_patterns, digits, iter_batches, load_patterns, save
 from .first_layer import FoldedNormalFit, folded_normal_fit, hyperplane_distances, zero_one_agreement
 from .geodesic import GeodesicPath, conditional_geodesic, midpoint_geodesic, path_hamming
 from .hamming import activity_distances, hamming_knn, hamming_pairs, pairwise_hamming, random_pair_distances
-from .hooks import activation_modules, hook_patterns, hook_preactivations
+from .hooks import activation_modules, functional_activations, hook_patterns, hook_preactivations
 from .local_maps import (
     GreedyDecomposition, angle_vs_noise, greedy_decomposition, local_map_spectrum, local_maps, map_angles,
 )
@@ -17,7 +17,7 @@ from .stats import LayerStatistics, checkpoint_statistics, format_statistics, un
 __all__ = [
     "Patterns", "pack_bits", "unpack_bits", "popcount",
     "dataset_patterns", "digits", "iter_batches", "save_patterns", "load_patterns",
-    "activation_modules", "hook_patterns", "hook_preactivations",
+    "activation_modules", "functional_activations", "hook_patterns", "hook_preactivations",
     "LayerStatistics", "unit_statistics", "checkpoint_statistics", "format_statistics",
     "hamming_knn", "hamming_pairs", "pairwise_hamming", "random_pair_distances", "activity_distances",
     "BernoulliTest", "bernoulli_test", "bernoulli_patterns",
