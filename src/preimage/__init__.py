@@ -17,6 +17,10 @@ from .inverse import InverseSet, inverse_set
 from .network import Activation, AffineMap, Layer, Network
 from .network.load import load
 from .patterns import Patterns
+from .patterns import (
+    bernoulli_test, constellations, dataset_patterns, hamming_knn, hook_patterns, random_pair_distances,
+    unit_statistics,
+)
 from .preimages import (
     Activity, AnyOf, ArgMax, Budget, ConeForm, InputPolytope, LayerClassification, LayerPreimage, NeuronRange,
     OutputPolytope, Pattern, Piece, PreimageSet, Verification, classify_layer, layer_preimage, layer_preimages,
@@ -35,6 +39,8 @@ __all__ = [
     "Activity", "Pattern", "ArgMax", "OutputPolytope", "NeuronRange", "InputPolytope", "AnyOf",
     "inverse_set", "InverseSet",
     "Settings", "configure", "current",
+    "hamming_knn", "dataset_patterns", "hook_patterns", "unit_statistics", "random_pair_distances",
+    "bernoulli_test", "constellations",
     "errors", "PreimageError", "ModelError", "UnsupportedOperation", "ShapeError", "ImportMismatch",
     "EmptyDomainError", "Infeasible", "Unbounded", "SolverError",
 ]

@@ -38,6 +38,13 @@ def _numbers(text: str) -> list[float]:
         raise argparse.ArgumentTypeError(f"not a list of numbers: {text!r} (write e.g. -1,1,-1,1)") from None
 
 
+def _integers(text: str) -> list[int]:
+    try:
+        return [int(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a list of integers: {text!r} (write e.g. 0,2)") from None
+
+
 def _compute(args) -> int:
     import time
 
@@ -97,6 +104,58 @@ def _compute(args) -> int:
     return 0
 
 
+def _patterns(args) -> int:
+    import time
+
+    import numpy as np
+
+    from . import patterns as pat
+    from .network.load import load
+
+    net = load(args.model, input_shape=args.input_shape)
+    data = "digits" if args.data == "digits" else np.load(args.data, mmap_mode="r", allow_pickle=False)
+    start = time.perf_counter()
+    P = pat.dataset_patterns(net, data, layers=args.layers, out=args.out, progress=not args.quiet)
+    print(f"{len(P)} inputs, layers {list(P.layers)} of {list(P.units)} units: patterns in "
+          f"{time.perf_counter() - start:.3f} s" + (f", written to {args.out}" if args.out else ""))
+    stats = pat.unit_statistics(P, saturation=args.saturation)
+    print(pat.format_statistics(stats))
+    pairs = pat.random_pair_distances(P, args.pairs, rng=args.seed)
+    print("random pairs, Hamming distance / units: " + ", ".join(
+        f"layer {layer} {d.mean() / u:.3f} +- {d.std() / u:.3f}" for layer, d, u in zip(P.layers, pairs, P.units)))
+    if args.knn:
+        start = time.perf_counter()
+        _, dist = pat.hamming_knn(P, args.knn)
+        print(f"{args.knn}-nearest neighbours (all layers, {P.n_units} bits): mean distance to the nearest "
+              f"{dist[:, 0].mean():.3f}, to the {args.knn}th {dist[:, -1].mean():.3f}, "
+              f"{np.mean(dist[:, 0] == 0):.1%} share their whole pattern ({time.perf_counter() - start:.3f} s)")
+    for rates in ("observed", 0.5):
+        tests = pat.bernoulli_test(P, p=rates, rng=args.seed)
+        print(f"Bernoulli test, mean distance, rates {rates}: " + ", ".join(
+            f"layer {t.layer} {t.observed:.2f} vs {t.null_mean:.2f} (p {t.p_value:.3g})" for t in tests))
+    result = pat.constellations(P, n_subset=args.clusters, rng=args.seed)
+    print(f"constellations of {len(result['subset'])} inputs: score {result['data'].score:.4f}, matched random "
+          f"{result['random'].score:.4f} (ratio {result['score_ratio']:.3f})")
+    if args.plot is not None:
+        import io
+
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+
+        from ._io import write_atomic
+        from .viz import plot_activation_histograms
+
+        fig, ax = plt.subplots(figsize=(6, 4))
+        plot_activation_histograms(stats, ax=ax)
+        buffer = io.BytesIO()
+        fig.savefig(buffer, format="png", dpi=120, bbox_inches="tight")
+        plt.close(fig)
+        print(f"plot: {write_atomic(args.plot, buffer.getvalue())}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="preimage",
@@ -132,6 +191,22 @@ def build_parser() -> argparse.ArgumentParser:
     compute.add_argument("--plot", default=None, help="draw the set (2-D inputs) to this PNG")
     compute.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     compute.set_defaults(run=_compute)
+
+    patterns = commands.add_parser("patterns", help="activation-pattern statistics of a dataset")
+    patterns.add_argument("model", help="a .onnx, .nnet file")
+    patterns.add_argument("--data", required=True, help="an (n, ...) .npy array of inputs, or 'digits'")
+    patterns.add_argument("--input-shape", type=_shape, default=None)
+    patterns.add_argument("--layers", type=_integers, default=None,
+                          help="layer indices, e.g. 0,1 (default: every layer with a ReLU)")
+    patterns.add_argument("--knn", type=int, default=0, help="also the exact K nearest neighbours in Hamming distance")
+    patterns.add_argument("--pairs", type=int, default=10000, help="random pairs per layer (default: %(default)s)")
+    patterns.add_argument("--clusters", type=int, default=1000, help="inputs clustered (default: %(default)s)")
+    patterns.add_argument("--saturation", type=float, default=0.05, help="saturated: rate <= s or >= 1 - s")
+    patterns.add_argument("--seed", type=int, default=0)
+    patterns.add_argument("--out", default=None, help="write the bit-packed patterns to this folder")
+    patterns.add_argument("--plot", default=None, help="draw the activation histograms to this PNG")
+    patterns.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    patterns.set_defaults(run=_patterns)
     return parser
 
 
