@@ -377,3 +377,14 @@ def test_experiment_runs_end_to_end_and_plots(tmp_path, one_torch_thread):
     path = tmp_path / "nesting.png"
     plot_experiment(result, path)
     assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_slice_region_count_agrees_with_regioncam():
+    regioncam = pytest.importorskip("regioncam")
+    rng = np.random.default_rng(12)
+    W, b = rng.normal(size=(150, 2)), rng.normal(size=150) * 0.5
+    layer = pim.Layer(pim.AffineMap(W, b), pim.Activation("relu"))
+    cam = regioncam.Regioncam(1.0)
+    cam.linear(np.ascontiguousarray(W.T, dtype=np.float32), b.astype(np.float32))
+    cam.relu()
+    assert slice_region_count(layer, np.zeros(2), np.array([1.0, 0.0]), np.array([0.0, 1.0])) == cam.num_faces
