@@ -102,5 +102,34 @@ def run(repeat: int = 5, sample_pairs: int = 64) -> str:
             + table(["task", "preimage median", "peer", "peer / ours"], rows) + "\n")
 
 
+def experiment(epochs: int = 5) -> str:
+    """The digits experiment (LeNet-style and VGG-style CNN, init and every epoch), its table and plot."""
+    from common import ROOT
+
+    from preimage.conv.experiment import run_experiment
+    from preimage.viz.conv_plot import plot_experiment
+
+    start = time.perf_counter()
+    result = run_experiment(epochs=epochs)
+    seconds = time.perf_counter() - start
+    plot_experiment(result, ROOT / "benchmarks" / "results" / "conv_geometry_nesting.png")
+    per_pair = "\n\n".join(f"{name}, {runs[-1].label}:\n\n{runs[-1].to_markdown()}"
+                            for name, runs in result.nesting.items())
+    return ("### Experiment: digits upsampled to 16 x 16\n\n"
+            f"`run_experiment(epochs={epochs})`, training and all measurements in {seconds:.0f} s. Net-wise "
+            "fractions of channel states at init and after training (plot: `conv_geometry_nesting.png`):\n\n"
+            + result.to_markdown() + "\n\nPer layer pair after training:\n\n" + per_pair + "\n")
+
+
 if __name__ == "__main__":
-    print(run())
+    import sys
+
+    from common import ROOT
+
+    from preimage._io import write_atomic
+
+    text = run()
+    if "--write" in sys.argv:
+        text += "\n" + experiment()
+        write_atomic(ROOT / "benchmarks" / "results" / "conv_geometry.md", text)
+    print(text)

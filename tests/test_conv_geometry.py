@@ -235,6 +235,11 @@ def test_network_nesting_pairs_blocks_and_checkpoints():
     assert sum(result.block_counts()[1].values()) == 64
     assert np.isclose(sum(result.fractions().values()), 1.0)
     assert result.to_markdown().count("\n") == 1 + len(result.pairs)
+    exact = result.containment()
+    assert exact.shape == (5, 3) and np.all((exact >= 0) & (exact <= 1))
+    for row, pair in zip(exact, result.pairs):
+        g = pair.geometry
+        assert np.isclose(row[0], np.sum(g.out_in_in == 1) / g.connected.sum())
     assert len(network_nesting(lenet_style(size=16), (1, 16, 16)).pairs) == 2
     states = [vgg.state_dict(), {k: v * 2 for k, v in vgg.state_dict().items()}]
     before = {k: v.clone() for k, v in vgg.state_dict().items()}
@@ -263,6 +268,16 @@ def test_batch_norm_is_folded_and_zero_padding_uses_the_periodic_counterpart():
     assert np.allclose(folded.preactivation(X.double().numpy()), expected, atol=1e-5)
     result = network_nesting(model, (1, 6, 6))
     assert len(result.pairs) == 1 and sum(result.counts().values()) == 2
+
+
+def test_strided_and_shrinking_convolutions_end_blocks():
+    model = nn.Sequential(nn.Conv2d(1, 2, 3, padding=1), nn.ReLU(), nn.Conv2d(2, 2, 3, padding=1), nn.ReLU(),
+                          nn.Conv2d(2, 3, 3, stride=2, padding=1), nn.ReLU(), nn.Conv2d(3, 3, 3, padding=1),
+                          nn.ReLU(), nn.Conv2d(3, 3, 3), nn.ReLU(), nn.Conv2d(3, 3, 1))
+    blocks = conv_blocks(model, (1, 8, 8))
+    assert [[layer.name for layer in block] for block in blocks] == [["0", "2"], ["4"], ["6"], ["8"], ["10"]]
+    result = network_nesting(model, (1, 8, 8))
+    assert [(p.inner, p.outer) for p in result.pairs] == [("0", "2")]
 
 
 def test_slice_region_count_equals_the_arrangement_formula_and_grid():
@@ -373,7 +388,8 @@ def test_experiment_runs_end_to_end_and_plots(tmp_path, one_torch_thread):
     runs = result.nesting["tiny"]
     assert [r.label for r in runs] == ["init", "epoch 1"]
     assert result.accuracy["tiny"][1] > result.accuracy["tiny"][0]
-    assert all(STATES[0] in line or "|" in line for line in result.to_markdown().splitlines())
+    table = result.to_markdown()
+    assert "| tiny | init |" in table and "| tiny | epoch 1 |" in table and all(s in table for s in STATES)
     path = tmp_path / "nesting.png"
     plot_experiment(result, path)
     assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

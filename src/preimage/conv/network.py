@@ -4,8 +4,8 @@ block-wise, for one model or a list of training checkpoints.
 The convolutions of a torch model are found by running it once on a zero image with forward hooks (so
 their order is the order of execution and each one's input shape is known). Two convolutions executed one
 after the other form a *layer pair* when only elementwise modules run between them (ReLU, LeakyReLU,
-BatchNorm2d, Dropout, Identity) and the first keeps the image size; anything else (a pooling, a strided
-convolution) ends a *block*, as pooling does in the seed study. A BatchNorm2d right after a convolution is
+BatchNorm2d, Dropout, Identity) and both keep the image size at stride 1; anything else (a pooling, a
+strided or shrinking convolution) ends a *block*, as pooling does in the seed study. A BatchNorm2d right after a convolution is
 folded into it (eval statistics) before its cones are taken.
 """
 
@@ -89,15 +89,29 @@ class NetworkNesting:
             "rotation": np.array([mean_abs(p.geometry.rotation) for p in self.pairs]),
         }
 
-    def to_markdown(self) -> str:
-        """A table: one row per layer pair with the fraction of out channels in each state."""
-        lines = ["| block | pair | " + " | ".join(STATES) + " | undefined |",
-                 "|" + "---|" * (len(STATES) + 3)]
+    def containment(self) -> np.ndarray:
+        """(pairs, 3): per layer pair, the fraction of connected channel pairs whose cones nest exactly
+        out-in-in, in-in-out, and whose containment is decided at all (``PairGeometry.out_in_in``)."""
+        rows = []
         for pair in self.pairs:
+            g = pair.geometry
+            connected = max(int(g.connected.sum()), 1)
+            decided = (g.out_in_in >= 0) & (g.in_in_out >= 0) & g.connected
+            rows.append([np.sum((g.out_in_in == 1) & g.connected) / connected,
+                         np.sum((g.in_in_out == 1) & g.connected) / connected, decided.sum() / connected])
+        return np.array(rows).reshape(len(self.pairs), 3)
+
+    def to_markdown(self) -> str:
+        """A table: one row per layer pair with the fraction of out channels in each state, and the fraction
+        of channel pairs nested exactly either way."""
+        lines = ["| block | pair | " + " | ".join(STATES) + " | undefined | pairs out ⊆ in | pairs in ⊆ out |",
+                 "|" + "---|" * (len(STATES) + 5)]
+        for pair, exact in zip(self.pairs, self.containment()):
             counts = pair.counts()
             fractions = _fractions(counts)
             cells = " | ".join(f"{fractions[key]:.2f}" for key in STATES)
-            lines.append(f"| {pair.block} | {pair.inner} -> {pair.outer} | {cells} | {counts['UNDEFINED']} |")
+            lines.append(f"| {pair.block} | {pair.inner} -> {pair.outer} | {cells} | {counts['UNDEFINED']} | "
+                         f"{exact[0]:.3f} | {exact[1]:.3f} |")
         return "\n".join(lines)
 
 
@@ -135,7 +149,8 @@ def conv_blocks(model, input_shape) -> list[list[ConvLayer]]:
     try:
         model.eval()
         with torch.no_grad():
-            model(torch.zeros((1, *shape), dtype=next(model.parameters()).dtype))
+            dtype = next((p.dtype for p in model.parameters()), torch.float32)
+            model(torch.zeros((1, *shape), dtype=dtype))
     finally:
         model.train(was_training)
         for handle in handles:
@@ -149,12 +164,13 @@ def conv_blocks(model, input_shape) -> list[list[ConvLayer]]:
         kind = type(module).__name__
         if kind == "Conv2d":
             layer = ConvLayer.from_module(module, in_shape, names.get(module, ""))
-            if not (last_open and current_block and current_block[-1].output_shape == layer.input_shape):
+            keeps_size = layer.output_shape[1:] == layer.input_shape[1:] and tuple(module.stride) == (1, 1)
+            if not (last_open and keeps_size and current_block[-1].output_shape == layer.input_shape):
                 if current_block:
                     blocks.append(current_block)
                 current_block = []
             current_block.append(layer)
-            last_open = layer.output_shape[1:] == layer.input_shape[1:]
+            last_open = keeps_size
         elif kind == "BatchNorm2d" and previous == "Conv2d" and current_block[-1].output_shape == in_shape:
             current_block[-1] = _fold_batch_norm(current_block[-1], module)
         elif kind not in _ELEMENTWISE:
