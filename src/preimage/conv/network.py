@@ -190,6 +190,8 @@ def network_nesting(model, input_shape, label: str = "") -> NetworkNesting:
     """
     pairs = []
     for block_index, block in enumerate(conv_blocks(model, input_shape)):
+        if len(block) < 2:
+            continue
         cones = []
         for layer in block:
             periodic = layer if layer.is_circulant else layer.periodic()
