@@ -124,12 +124,13 @@ def experiment(epochs: int = 5) -> str:
 if __name__ == "__main__":
     import sys
 
-    from common import ROOT
+    from common import ROOT, machine
 
     from preimage._io import write_atomic
 
     text = run()
     if "--write" in sys.argv:
         text += "\n" + experiment()
+        text = f"Machine: {machine()}\n\n" + text
         write_atomic(ROOT / "benchmarks" / "results" / "conv_geometry.md", text)
     print(text)

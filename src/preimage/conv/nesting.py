@@ -200,7 +200,7 @@ def _spectral_pairs(out: SliceCones, inn: SliceCones):
         ):
             entries = np.fft.irfft2(numerator / denominator_spec, s=(height, width)).reshape(
                 product.shape[0], c_in, -1)
-            floor = -settings.feasibility_tol * np.maximum(np.abs(entries).max(axis=2), 1.0)
+            floor = -settings.feasibility_tol * np.abs(entries).max(axis=2)
             target[block] = entries.min(axis=2) >= floor
     return rotation, ratio_out_in, ratio_in_out, invertible_out, invertible_in
 
