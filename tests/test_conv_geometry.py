@@ -8,12 +8,11 @@ object, its periodic counterpart and the geometry built on them are checked agai
 import numpy as np
 import pytest
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 import preimage as pim
 from preimage.conv import (
-    STATES, ConvLayer, conv_blocks, grid_pattern_count, hyperplane_distances, nesting_over_checkpoints,
+    STATES, ConvLayer, channel_cones, conv_blocks, grid_pattern_count, hyperplane_distances, nesting_over_checkpoints,
     network_nesting, pair_geometry, slice_cones, slice_region_count, state_names,
 )
 from preimage.conv.experiment import lenet_style, run_experiment, vgg_style
@@ -99,6 +98,18 @@ def test_apex_formula_solves_the_layer_on_the_identity_line(case):
         n = rows.shape[1]
         angles = np.arcsin(np.abs(rows.sum(axis=1)) / (np.linalg.norm(rows, axis=1) * np.sqrt(n)))
         assert np.allclose(angles.reshape(layer.channels, -1), cones.opening[:, None], atol=1e-12)
+
+
+def test_cones_of_an_imported_network_layer():
+    torch.manual_seed(2)
+    model = nn.Sequential(nn.Conv2d(2, 3, 3, padding=1, padding_mode="circular"), nn.BatchNorm2d(3), nn.ReLU(),
+                          nn.Flatten(), nn.Linear(3 * 25, 2)).eval()
+    model[1].running_mean.uniform_(-1, 1)
+    layer = pim.load(model, input_shape=(2, 5, 5)).layers[0]
+    cones = channel_cones(layer.W, layer.b, layer.output_shape[0])
+    expected = conv_blocks(model, (2, 5, 5))[0][0].cones()
+    assert np.allclose(cones.apex, expected.apex) and np.allclose(cones.opening, expected.opening)
+    assert np.all(hyperplane_distances(layer, np.zeros((1, 50)), per_channel=True) >= 0)
 
 
 def test_zero_padding_has_no_apex_but_its_periodic_counterpart_has():
@@ -332,6 +343,9 @@ def test_hyperplane_distances_are_distances_to_projections():
         assert np.allclose(np.linalg.norm(flat - projected, axis=1), distances[:, j])
     planes = layer.hyperplanes()
     assert np.allclose(np.abs(flat @ planes.normals.toarray().T + planes.offsets), distances)
+    nearest = hyperplane_distances(layer, X, per_channel=True)
+    assert nearest.shape == (4, 3)
+    assert np.array_equal(nearest, distances.reshape(4, 3, -1).min(axis=2))
 
 
 @pytest.mark.parametrize("build, error, match", [

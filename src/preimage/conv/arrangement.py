@@ -49,10 +49,12 @@ def _flat(values, dimension: int, name: str) -> np.ndarray:
     return array
 
 
-def hyperplane_distances(layer, X) -> np.ndarray:
+def hyperplane_distances(layer, X, per_channel: bool = False) -> np.ndarray:
     """Euclidean distance of each point to each unit's hyperplane: X (n, d) or (n, *input_shape) -> (n, m).
 
     ``|m_j . x + b_j| / |m_j|``; a unit whose row is zero has no hyperplane (distance inf).
+    per_channel : for a ConvLayer, return (n, C_out) instead: each point's distance to the nearest
+    hyperplane of each filter (over all positions the filter is applied at).
     """
     matrix, bias = _affine_of(layer)
     points = _flat(X, matrix.shape[1], "X")
@@ -62,7 +64,13 @@ def hyperplane_distances(layer, X) -> np.ndarray:
     else:
         norms = np.linalg.norm(matrix, axis=1)
     with np.errstate(divide="ignore", invalid="ignore"):
-        return np.where(norms[None, :] > 0, np.abs(values) / np.where(norms > 0, norms, 1.0)[None, :], np.inf)
+        distances = np.where(norms[None, :] > 0, np.abs(values) / np.where(norms > 0, norms, 1.0)[None, :],
+                             np.inf)
+    if not per_channel:
+        return distances
+    if not hasattr(layer, "output_shape") or len(layer.output_shape) != 3:
+        raise ShapeError("per_channel needs a layer with (C, H, W) outputs, such as a ConvLayer")
+    return distances.reshape(len(points), layer.output_shape[0], -1).min(axis=2)
 
 
 @dataclass(frozen=True)

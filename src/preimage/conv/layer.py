@@ -30,7 +30,7 @@ from ..errors import ConeError, ModelError, ShapeError
 from ..network.conv import PADDING_MODES, conv2d_bias, conv2d_matrix
 from ..settings import current
 
-__all__ = ["ConvLayer", "LayerCones", "Hyperplanes"]
+__all__ = ["ConvLayer", "LayerCones", "Hyperplanes", "channel_cones"]
 
 
 def _float64(values, name: str) -> np.ndarray:
@@ -86,6 +86,43 @@ class LayerCones:
 
 def _channel_rows(values: np.ndarray, channels: int) -> np.ndarray:
     return values.reshape(channels, -1)
+
+
+def channel_cones(matrix, bias_vector, channels: int, name: str = "the layer") -> LayerCones:
+    """The cones of a layer whose units are ``channels`` equal blocks of rows (one channel each).
+
+    matrix : (channels * P, n) dense or sparse, rows ordered channel by channel (P units per channel).
+    bias_vector : (channels * P,), constant on each channel.
+    Works for any affine layer laid out so, e.g. the conv layers of an imported ``pim.Network``.
+    Raises ConeError when a channel's rows do not all sum to one value or its bias is not constant.
+    """
+    settings = current()
+    matrix = sp.csr_matrix(matrix, dtype=np.float64)
+    bias_vector = np.asarray(bias_vector, dtype=np.float64)
+    if matrix.shape[0] % channels or bias_vector.shape != (matrix.shape[0],):
+        raise ShapeError(f"{name}: {matrix.shape[0]} rows and bias {bias_vector.shape} do not split into "
+                         f"{channels} channels")
+    sums = _channel_rows(np.asarray(matrix.sum(axis=1)).ravel(), channels)
+    scale = np.maximum(_channel_rows(np.asarray(abs(matrix).sum(axis=1)).ravel(), channels).max(axis=1), 1.0)
+    norms = _channel_rows(np.sqrt(np.asarray(matrix.multiply(matrix).sum(axis=1)).ravel()), channels)
+    bias = _channel_rows(bias_vector, channels)
+    uneven = np.flatnonzero(np.ptp(sums, axis=1) > settings.feasibility_tol * scale)
+    if uneven.size:
+        raise ConeError(
+            f"{name} is not periodic: the rows of channel {int(uneven[0])} do not all sum to one value, so its "
+            "hyperplanes meet the identity line at different points; use .periodic() for the circular "
+            "counterpart")
+    if np.any(np.ptp(bias, axis=1) > settings.feasibility_tol * np.maximum(np.abs(bias).max(axis=1), 1.0)):
+        raise ConeError(f"{name}: the bias is not constant on each channel, so the channel has no single apex")
+    filter_sum = sums.mean(axis=1)
+    dimension = matrix.shape[1]
+    flat = np.abs(filter_sum) <= settings.rank_rtol * scale
+    direction = np.where(flat, 0, np.sign(filter_sum)).astype(np.int8)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        apex = np.where(flat, np.nan, -bias[:, 0] / np.where(flat, 1.0, filter_sum))
+        cosine = np.abs(sums) / (np.where(norms > 0, norms, 1.0) * np.sqrt(dimension))
+    opening = np.where(flat, 0.0, np.arcsin(np.clip(cosine, 0.0, 1.0)).min(axis=1))
+    return LayerCones(apex, direction, opening, filter_sum, dimension)
 
 
 @dataclass(frozen=True, eq=False)
@@ -197,31 +234,12 @@ class ConvLayer:
     def cones(self) -> LayerCones:
         """The cone of each output channel (module docstring); vectorised over the rows of M.
 
-        Raises ConeError when some channel's rows do not all sum to the filter's total (zero padding that
-        a window reads at the border): its hyperplanes meet the identity line at different points and the
+        Raises ConeError when some channel's rows do not all sum to the same value (zero padding that a
+        window reads at the border): its hyperplanes meet the identity line at different points and the
         channel has no apex. ``periodic()`` gives the circular counterpart that has one.
         """
-        settings = current()
-        channels = self.channels
-        sums = _channel_rows(np.asarray(self.matrix.sum(axis=1)).ravel(), channels)
-        norms = _channel_rows(self._row_norms, channels)
-        filter_sum = self.weight.reshape(channels, -1).sum(axis=1)
-        weight_scale = np.abs(self.weight).reshape(channels, -1).sum(axis=1)
-        spread = np.abs(sums - filter_sum[:, None]).max(axis=1)
-        bad = np.flatnonzero(spread > settings.feasibility_tol * np.maximum(weight_scale, 1.0))
-        if bad.size:
-            raise ConeError(
-                f"{self.name or 'the layer'} ({self.padding_mode} padding {self.padding}) is not periodic: the "
-                f"rows of channel {int(bad[0])} do not all sum to its filter's total, so its hyperplanes meet "
-                "the identity line at different points; use .periodic() for the circular counterpart")
-        dimension = self.matrix.shape[1]
-        flat = np.abs(filter_sum) <= settings.rank_rtol * np.maximum(weight_scale, np.finfo(float).tiny)
-        direction = np.where(flat, 0, np.sign(filter_sum)).astype(np.int8)
-        with np.errstate(divide="ignore", invalid="ignore"):
-            apex = np.where(flat, np.nan, -self.bias / np.where(flat, 1.0, filter_sum))
-            cosine = np.abs(sums) / (np.where(norms > 0, norms, 1.0) * np.sqrt(dimension))
-        opening = np.where(flat, 0.0, np.arcsin(np.clip(cosine, 0.0, 1.0)).min(axis=1))
-        return LayerCones(apex, direction, opening, filter_sum, dimension)
+        return channel_cones(self.matrix, self.bias_vector, self.channels,
+                             f"{self.name or 'the layer'} ({self.padding_mode} padding {self.padding})")
 
     def apex_residual(self) -> np.ndarray:
         """(C_out,) the largest ``|M x + b|`` over each channel's rows at its apex x = t 1, divided by the

@@ -5,8 +5,8 @@ The convolutions of a torch model are found by running it once on a zero image w
 their order is the order of execution and each one's input shape is known). Two convolutions executed one
 after the other form a *layer pair* when only elementwise modules run between them (ReLU, LeakyReLU,
 BatchNorm2d, Dropout, Identity) and both keep the image size at stride 1; anything else (a pooling, a
-strided or shrinking convolution) ends a *block*, as pooling does in the seed study. A BatchNorm2d right after a convolution is
-folded into it (eval statistics) before its cones are taken.
+strided or shrinking convolution) ends a *block*, as pooling does in the seed study. A BatchNorm2d right
+after a convolution is folded into it (eval statistics) before its cones are taken.
 """
 
 from __future__ import annotations
