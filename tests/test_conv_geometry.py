@@ -187,6 +187,28 @@ def test_pair_states_agree_with_sampling_on_two_pixel_images():
     assert {"OUT_FULL_IN", "IN_FULL_OUT"} <= found
 
 
+def test_pair_states_are_exact_for_cones_without_rotation():
+    """Filters with the same part across the identity line (rotation 0): the rule agrees with containment."""
+    rng = np.random.default_rng(13)
+    seen = set()
+    for _ in range(200):
+        kernel = rng.normal(size=(2, 3))
+        other = (kernel - kernel.mean()) * rng.uniform(0.2, 2.0) + rng.normal()
+        layers = [ConvLayer(k[None, None], [rng.normal()], (1, 2, 3), padding=(0, 1, 0, 2), padding_mode="circular")
+                  for k in (kernel, other)]
+        geometry = pair_geometry(slice_cones(layers[1]), slice_cones(layers[0]))
+        assert geometry.rotation[0, 0] < 1e-6
+        state = str(state_names(geometry.pair_state[0, 0]))
+        if geometry.out_in_in[0, 0] == 1:
+            assert state == "OUT_FULL_IN"
+        elif geometry.in_in_out[0, 0] == 1:
+            assert state == "IN_FULL_OUT"
+        else:
+            assert state.endswith(("PARTIAL_IN", "PARTIAL_OUT"))
+        seen.add(state)
+    assert {"OUT_FULL_IN", "IN_FULL_OUT"} <= seen
+
+
 def test_states_invariant_to_positive_rescaling_of_filters():
     rng = np.random.default_rng(6)
     inner = ConvLayer(rng.normal(size=(6, 3, 3, 3)), rng.normal(size=6), (3, 8, 8), padding=1, padding_mode="circular")
