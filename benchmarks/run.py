@@ -10,6 +10,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+import bench_conv_geometry  # noqa: E402
 import bench_import  # noqa: E402
 import bench_inverse  # noqa: E402
 import bench_layer_preimage  # noqa: E402
@@ -25,7 +26,7 @@ def main() -> None:
     parser.add_argument("--out", default=str(ROOT / "BENCHMARKS.md"))
     args = parser.parse_args()
     sections = [bench_import.run(), bench_layer_preimage.run(n_inputs=args.inputs), bench_lp.run(), bench_sampling.run(),
-                bench_inverse.run(), bench_patterns.run()]
+                bench_inverse.run(), bench_patterns.run(), bench_conv_geometry.run()]
     text = "# Benchmarks\n\nMachine: " + machine() + "\n\nWritten by `make bench` (benchmarks/run.py).\n\n"
     text += "\n".join(sections)
     out = Path(args.out)

@@ -7,10 +7,10 @@
     S = pim.preimage(net, pim.ArgMax(0), pim.Box(lo, hi))  # every input the net classifies as 0
 """
 
-from . import errors
+from . import conv, errors
 from .errors import (
     EmptyDomainError, ImportMismatch, Infeasible, ModelError, PreimageError, ShapeError, SolverError,
-    Unbounded, UnsupportedOperation,
+    Unbounded, UnsupportedOperation, ConeError,
 )
 from .geometry import Box, Polytope, is_omnidirectional, solve_lp
 from .inverse import InverseSet, inverse_set
@@ -27,6 +27,7 @@ from .preimages import (
     preimage, read_vnnlib, singleton_test,
 )
 from .settings import Settings, configure, current
+from .conv import ConvLayer, nesting_over_checkpoints, network_nesting, slice_region_count
 
 __version__ = "0.1.0"
 
@@ -43,4 +44,5 @@ __all__ = [
     "bernoulli_test", "constellations",
     "errors", "PreimageError", "ModelError", "UnsupportedOperation", "ShapeError", "ImportMismatch",
     "EmptyDomainError", "Infeasible", "Unbounded", "SolverError",
+    "conv", "ConvLayer", "network_nesting", "nesting_over_checkpoints", "slice_region_count", "ConeError",
 ]

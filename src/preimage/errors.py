@@ -13,6 +13,7 @@ __all__ = [
     "Infeasible",
     "Unbounded",
     "SolverError",
+    "ConeError",
 ]
 
 
@@ -64,3 +65,8 @@ class Unbounded(LPError):
 
 class SolverError(LPError):
     """The solver stopped without a proven answer (time limit, numerical trouble); carries its message."""
+
+
+class ConeError(PreimageError, ValueError):
+    """A layer has no cone of the kind asked: a convolution that is not periodic, or layers whose
+    cones live in spaces that cannot be identified (different image sizes)."""
