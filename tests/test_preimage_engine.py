@@ -257,3 +257,24 @@ def test_plot_draws_every_piece(tmp_path):
     result.plot(ax)
     assert len(ax.patches) == sum(p.dim == 2 for p in result.pieces)
     plt.close(fig)
+
+
+@pytest.mark.parametrize("seed, sizes", [(0, [2, 8, 6, 3]), (1, [3, 10, 4]), (2, [4, 7, 5, 3])])
+def test_vertex_search_and_lp_search_give_the_same_set(seed, sizes, monkeypatch):
+    """Subdomains with vertices (low-dimensional boxes) and the LP route agree on volume and on patterns."""
+    import preimage.preimages.engine as engine
+
+    net = random_net(seed, sizes)
+    d = sizes[0]
+    box = Box(np.full(d, -1.0), np.full(d, 1.5))
+    for target in (ArgMax(0), NeuronRange(1, 0, -0.2, 0.4)):
+        with_cells = preimage(net, target, box, one_pattern_per_piece=True)
+        monkeypatch.setattr(engine, "_CELL_DIM", 0)
+        with_lps = preimage(net, target, box, one_pattern_per_piece=True)
+        monkeypatch.undo()
+        assert with_cells.complete and with_lps.complete
+        assert with_cells.stats["lps"] == 0 and with_lps.stats["lps"] > 0
+        assert with_cells.volume().value == pytest.approx(with_lps.volume().value, rel=1e-9, abs=1e-12)
+        full = [{p.pattern.tobytes() for p in s.pieces if p.polytope.dim == d} for s in (with_cells, with_lps)]
+        assert full[0] == full[1]
+        assert all(p.checked for p in with_cells.pieces)
