@@ -22,6 +22,9 @@ from ..network import AffineMap
 
 __all__ = ["Piece", "PreimageSet", "Verification"]
 
+# Entries of the (points x rows) residual matrix computed at once by membership tests.
+_MEMBERSHIP_ENTRIES = 4_000_000
+
 
 @dataclass(frozen=True, eq=False)
 class Piece:
@@ -179,15 +182,19 @@ class PreimageSet:
         n = points.shape[0]
         if not self.pieces:
             return np.zeros((n, 0), dtype=bool)
-        residual = points @ rows.T - rhs
-        allowed = tol * (1.0 + np.abs(rhs) + np.abs(points) @ np.abs(rows.T))
-        ok = np.where(eq, np.abs(residual) <= allowed, residual <= allowed)
         sizes = np.diff(np.append(starts, count))
         result = np.ones((n, len(self.pieces)), dtype=bool)
         nonempty = sizes > 0
-        if count:
-            reduced = np.logical_and.reduceat(ok, starts[nonempty], axis=1)
-            result[:, nonempty] = reduced
+        if not count:
+            return result
+        abs_rows = np.abs(rows.T)
+        step = max(1, _MEMBERSHIP_ENTRIES // max(1, count))      # points per chunk: bounded memory
+        for start in range(0, n, step):
+            chunk = points[start:start + step]
+            residual = chunk @ rows.T - rhs
+            allowed = tol * (1.0 + np.abs(rhs) + np.abs(chunk) @ abs_rows)
+            ok = np.where(eq, np.abs(residual) <= allowed, residual <= allowed)
+            result[start:start + step, nonempty] = np.logical_and.reduceat(ok, starts[nonempty], axis=1)
         return result
 
     def contains(self, X, tol: float | None = None):
