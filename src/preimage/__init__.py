@@ -21,6 +21,10 @@ from .preimages import (
     OutputPolytope, Pattern, Piece, PreimageSet, Verification, classify_layer, layer_preimage, layer_preimages,
     preimage, read_vnnlib, singleton_test,
 )
+from .regions import (
+    Region, RegionGraph, Slice2D, count_regions, line, plane_through, point_with_pattern, region, region_statistics,
+    regions, serra_bound, slice2d,
+)
 from .settings import Settings, configure, current
 
 __version__ = "0.1.0"
@@ -32,6 +36,8 @@ __all__ = [
     "singleton_test",
     "preimage", "Budget", "PreimageSet", "Piece", "Verification", "read_vnnlib",
     "Activity", "Pattern", "ArgMax", "OutputPolytope", "NeuronRange", "InputPolytope", "AnyOf",
+    "region", "Region", "line", "slice2d", "plane_through", "Slice2D", "regions", "RegionGraph", "count_regions",
+    "serra_bound", "point_with_pattern", "region_statistics",
     "Settings", "configure", "current",
     "errors", "PreimageError", "ModelError", "UnsupportedOperation", "ShapeError", "ImportMismatch",
     "EmptyDomainError", "Infeasible", "Unbounded", "SolverError",
