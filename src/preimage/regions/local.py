@@ -324,8 +324,9 @@ class PatternPoint:
 
     found : True when ``point`` has the pattern. point : (d,) or None. margin : the smallest
     pre-activation of the on units at ``point`` (> 0 when found). certificate : when not found, a
-    Motzkin (Farkas) vector y >= 0 over ``rows`` with ``y^T A = 0``, ``y^T b <= 0`` and weight 1 on the
-    strict rows: no x meets ``A x <= b`` with the strict rows strict. rows : ``(A, b, strict)``.
+    Motzkin (Farkas) vector y >= 0 over ``rows`` with ``y^T A = 0``, ``y^T b <= 0`` and
+    ``sum_strict y - y^T b = 1`` (either ``y^T b < 0`` or weight on a strict row): no x meets ``A x <= b``
+    with the strict rows strict. rows : ``(A, b, strict)``.
     """
 
     found: bool
@@ -342,14 +343,15 @@ class PatternPoint:
         A, b, strict = self.rows
         y = self.certificate
         return bool(np.all(y >= -tol) and np.linalg.norm(A.T @ y) <= tol and b @ y <= tol
-                    and y[strict].sum() >= 1.0 - tol)
+                    and y[strict].sum() - b @ y >= 1.0 - tol)
 
 
 def point_with_pattern(net, pattern, domain=None) -> PatternPoint:
     """An input with the given pattern (on units ``z > 0``, off units ``z <= 0``), or an LP proof of none.
 
-    One LP maximises the margin t of the on units (``z_i >= t``, t <= 1); t > 0 gives the point. Otherwise
-    a second LP finds y >= 0 with ``y^T A = 0``, ``y^T b <= 0`` and unit weight on the strict rows
+    An LP maximises the margin t of every unit (``z_i >= t`` on, ``z_i <= -t`` off, t <= 1), then of the
+    on units only; t > 0 and the forward pass confirming the pattern give the point. Otherwise
+    a second LP finds y >= 0 with ``y^T A = 0``, ``y^T b <= 0`` and ``sum_strict y - y^T b = 1``
     (Motzkin's transposition theorem), the certificate that the strict system has no solution.
     """
     net = _as_network(net)
@@ -362,29 +364,33 @@ def point_with_pattern(net, pattern, domain=None) -> PatternPoint:
     A = np.vstack([A, DA])
     b = np.concatenate([b, Db])
     strict = np.concatenate([strict, np.zeros(DA.shape[0], dtype=bool)])
-    scale = np.maximum(np.linalg.norm(A, axis=1), np.finfo(np.float64).tiny)
+    norms = np.linalg.norm(A, axis=1)
+    scale = np.where(norms > 0, norms, 1.0)        # a zero row 0 <= b_i stays as it is
     A, b = A / scale[:, None], b / scale
     d = net.input_dim
     tol = _settings.current().interior_tol
-    lifted = np.hstack([A, strict[:, None].astype(np.float64)])
+    units = A.shape[0] - DA.shape[0]
     cost = np.zeros(d + 1)
     cost[-1] = 1.0
     upper = np.concatenate([np.full(d, np.inf), [1.0]])
     lower = np.concatenate([np.full(d, -np.inf), [-1.0]])
     margin = -np.inf
-    try:
-        result = solve_lp(cost, lifted, b, lb=lower, ub=upper, maximize=True)
-        margin = float(result.x[-1])
-        if margin > tol:
-            x = result.x[:d]
-            if np.array_equal(net.patterns(x[None]).bits()[0], np.asarray(pattern, dtype=bool).reshape(-1)):
-                return PatternPoint(True, x, margin, None, (A, b, strict))
-    except Infeasible:
-        pass
+    wanted = np.asarray(pattern, dtype=bool).reshape(-1)
+    # First a margin on every unit (a point clear of all zero sets), then on the on units only.
+    for lifted_rows in (np.arange(A.shape[0]) < units, strict):
+        lifted = np.hstack([A, lifted_rows[:, None].astype(np.float64)])
+        try:
+            result = solve_lp(cost, lifted, b, lb=lower, ub=upper, maximize=True)
+        except Infeasible:
+            break
+        margin = max(margin, float(result.x[-1]))
+        x = result.x[:d]
+        if result.x[-1] > tol and np.array_equal(net.patterns(x[None]).bits()[0], wanted):
+            return PatternPoint(True, x, float(result.x[-1]), None, (A, b, strict))
     m = A.shape[0]
     try:
         proof = solve_lp(np.zeros(m), A_ub=b[None, :], b_ub=np.zeros(1),
-                         A_eq=np.vstack([A.T, strict[None, :].astype(np.float64)]),
+                         A_eq=np.vstack([A.T, strict[None, :].astype(np.float64) - b[None, :]]),
                          b_eq=np.concatenate([np.zeros(d), [1.0]]), lb=np.zeros(m))
         y = proof.x
     except Infeasible:
