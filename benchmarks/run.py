@@ -12,6 +12,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import bench_import  # noqa: E402
 import bench_layer_preimage  # noqa: E402
+import bench_regions  # noqa: E402
 import bench_lp  # noqa: E402
 import bench_sampling  # noqa: E402
 from common import ROOT, machine  # noqa: E402
@@ -22,7 +23,8 @@ def main() -> None:
     parser.add_argument("--inputs", type=int, default=1000, help="inputs of the layer-preimage benchmark")
     parser.add_argument("--out", default=str(ROOT / "BENCHMARKS.md"))
     args = parser.parse_args()
-    sections = [bench_import.run(), bench_layer_preimage.run(n_inputs=args.inputs), bench_lp.run(), bench_sampling.run()]
+    sections = [bench_import.run(), bench_layer_preimage.run(n_inputs=args.inputs), bench_lp.run(), bench_sampling.run(),
+                bench_regions.run()]
     text = "# Benchmarks\n\nMachine: " + machine() + "\n\nWritten by `make bench` (benchmarks/run.py).\n\n"
     text += "\n".join(sections)
     out = Path(args.out)

@@ -10,10 +10,7 @@ used by both faces. Inside a face every pre-activation is affine, so its vertex 
 from __future__ import annotations
 
 import numpy as np
-from numba import njit, types
-from numba.typed import Dict
-
-_KEY_BASE = np.int64(1) << np.int64(31)
+from numba import njit
 
 
 @njit(cache=True)
@@ -53,7 +50,12 @@ def cut_layer(P, Z, nv, face_ptr, face_vtx, tol):
     out_vtx = np.empty(2 * face_vtx.size + 64, np.int64)
     n_out = 0
     n_vtx = 0
-    cache = Dict.empty(key_type=types.int64, value_type=types.int64)
+    # Cut points made so far, per edge (lo, hi): a linked list from ``head[lo]`` of (hi, point) entries.
+    head = np.full(P.shape[0], -1, np.int64)
+    link = np.empty(1024, np.int64)
+    link_hi = np.empty(1024, np.int64)
+    link_point = np.empty(1024, np.int64)
+    n_links = 0
     stack = np.empty(1024, np.int64)      # vertex ids of the pending faces, back to back
     stack_start = np.empty(256, np.int64)
     stack_len = np.empty(256, np.int64)
@@ -132,13 +134,20 @@ def cut_layer(P, Z, nv, face_ptr, face_vtx, tol):
                 if sa * sb < 0:
                     lo = min(a, b)
                     hi = max(a, b)
-                    key = lo * _KEY_BASE + hi
-                    if key in cache:
-                        p = cache[key]
-                    else:
+                    p = -1
+                    e = head[lo]
+                    while e >= 0:
+                        if link_hi[e] == hi:
+                            p = link_point[e]
+                            break
+                        e = link[e]
+                    if p < 0:
                         if nv >= P.shape[0]:
                             P = _grow_rows(P, nv + 1)
                             Z = _grow_rows(Z, nv + 1)
+                            grown = np.full(P.shape[0], -1, np.int64)
+                            grown[: head.size] = head
+                            head = grown
                         lam = Z[lo, cut] / (Z[lo, cut] - Z[hi, cut])
                         for c in range(2):
                             P[nv, c] = P[lo, c] + lam * (P[hi, c] - P[lo, c])
@@ -146,8 +155,16 @@ def cut_layer(P, Z, nv, face_ptr, face_vtx, tol):
                             Z[nv, c] = Z[lo, c] + lam * (Z[hi, c] - Z[lo, c])
                         Z[nv, cut] = 0.0
                         p = nv
-                        cache[key] = p
                         nv += 1
+                        if n_links >= link.size:
+                            link = _grow(link, n_links + 1)
+                            link_hi = _grow(link_hi, n_links + 1)
+                            link_point = _grow(link_point, n_links + 1)
+                        link[n_links] = head[lo]
+                        link_hi[n_links] = hi
+                        link_point[n_links] = p
+                        head[lo] = n_links
+                        n_links += 1
                     pos[n_pos] = p
                     n_pos += 1
                     neg[n_neg] = p

@@ -39,8 +39,15 @@ def _vector(net: Network, value, name: str) -> np.ndarray:
 def _tolerance(Z: np.ndarray) -> np.ndarray:
     """Per unit: values within this of 0 lie on the unit's zero set (relative to the unit's scale)."""
     tol = _settings.current().feasibility_tol
-    scale = np.max(np.abs(Z), axis=0) if Z.shape[0] else np.zeros(Z.shape[1])
+    scale = np.maximum(Z.max(axis=0), -Z.min(axis=0)) if Z.shape[0] else np.zeros(Z.shape[1])
     return tol * (1.0 + scale)
+
+
+def _activate(activation, Z: np.ndarray) -> np.ndarray:
+    """The activation applied to vertex values, in place for ReLU (the values are the partition's own)."""
+    if activation.kind == "relu":
+        return np.maximum(Z, 0.0, out=Z)
+    return activation(Z)
 
 
 def _words(byte_bits: np.ndarray) -> np.ndarray:
@@ -235,7 +242,7 @@ def slice2d(net, origin, u, v, bounds=((-1.0, 1.0), (-1.0, 1.0))) -> Slice2D:
     layer_bits: list[np.ndarray] = []
     for i, layer in enumerate(net.layers):
         if i:
-            Z = layer.preactivation(net.layers[i - 1].activation(Z))
+            Z = layer.preactivation(_activate(net.layers[i - 1].activation, Z))
         if not layer.activation.has_kink:
             continue
         Z = np.ascontiguousarray(Z)
