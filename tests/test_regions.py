@@ -227,8 +227,6 @@ def test_counting_estimates_bracket_the_exact_count(planar):
 def test_exploration_of_one_region(planar):
     net, partition = planar
     piece = partition.region(int(np.argmax(partition.areas())))
-    reg = piece.region
-    reg.domain = None
     box = pim.Box(-2 * np.ones(2), 2 * np.ones(2))
     inside = region(net, piece.witness, domain=box)
     centre, radius = inside.inscribed_ball()
@@ -251,6 +249,18 @@ def test_conv_net_slice_tiles_and_has_true_patterns():
     assert partition.areas().sum() == pytest.approx(4.0, rel=1e-12)
     out = model(torch.tensor(partition.to_input(partition.vertices)).reshape(-1, 1, 3, 3)).detach().numpy()
     np.testing.assert_allclose(partition.outputs, out, rtol=1e-9, atol=1e-12)
+
+
+def test_leaky_relu_slice_has_true_patterns_and_maps():
+    torch.manual_seed(16)
+    model = nn.Sequential(nn.Linear(2, 10), nn.LeakyReLU(0.1), nn.Linear(10, 8), nn.LeakyReLU(0.2),
+                          nn.Linear(8, 2)).double().eval()
+    net = pim.load(model)
+    partition = slice2d(net, np.zeros(2), [1, 0], [0, 1], square(2.0))
+    assert np.array_equal(net.patterns(partition.witnesses()).bits(), partition.patterns.bits())
+    assert partition.areas().sum() == pytest.approx(16.0, rel=1e-12)
+    piece = partition.region(len(partition) // 2)
+    np.testing.assert_allclose(piece.affine(piece.witness[None]), net.forward(piece.witness[None]), rtol=1e-10)
 
 
 def test_decision_boundary_separates_the_classes():

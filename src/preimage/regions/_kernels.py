@@ -71,7 +71,6 @@ def cut_layer(P, Z, nv, face_ptr, face_vtx, tol):
         stack_start[0] = 0
         stack_len[0] = length
         stack_unit[0] = 0
-        top = length
         while depth > 0:
             depth -= 1
             start = stack_start[depth]

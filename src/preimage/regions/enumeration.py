@@ -186,8 +186,7 @@ def regions(net, domain=None, *, budget=None, progress: bool | None = False) -> 
         if piece.polytope.dim < d:
             continue
         pattern = net.patterns(piece.witness[None]).bits()[0]
-        reg = Region(net, pattern, point=piece.witness, domain=domain)
-        reg.__dict__["polytope"] = piece.polytope
+        reg = Region(net, pattern, point=piece.witness, domain=domain, polytope=piece.polytope)
         found.append(FoundRegion(piece.polytope, piece.witness, pattern, reg))
     graph = nx.Graph()
     for i, r in enumerate(found):

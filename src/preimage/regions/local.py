@@ -171,14 +171,17 @@ class Region:
     net : the Network. point : (d,) the input (None for a region given by its pattern).
     pattern : (kinked units,) bool over ``net.hidden`` (bit 1: pre-activation > 0).
     slopes : one (units,) array per layer (see :func:`pattern_slopes`). domain : a Box, a Polytope or None.
+    polytope : the region's minimal H-form when already known (an enumeration has it); else made on demand.
     """
 
-    def __init__(self, net: Network, pattern, *, point=None, domain=None):
+    def __init__(self, net: Network, pattern, *, point=None, domain=None, polytope: Polytope | None = None):
         self.net = net
         self.pattern = np.asarray(pattern, dtype=bool).reshape(-1)
         self.slopes = pattern_slopes(net, self.pattern)
         self.point = None if point is None else np.asarray(point, dtype=np.float64)
         self.domain = domain
+        if polytope is not None:
+            self.__dict__["polytope"] = polytope
 
     @cached_property
     def maps(self) -> list[tuple[np.ndarray, np.ndarray]]:
