@@ -42,6 +42,8 @@ def _model(spec):
     for w in spec["widths"]:
         modules += [torch.nn.Linear(d, w), torch.nn.ReLU()]
         d = w
+    if spec.get("outputs"):
+        modules.append(torch.nn.Linear(d, spec["outputs"]))
     return torch.nn.Sequential(*modules).eval()
 
 
@@ -58,9 +60,26 @@ def _mnist_plane():
             np.asarray(plane.weight[1], dtype=np.float64), half, images)
 
 
+ENUMERATION = dict(widths=(32,) * 3, seed=0, outputs=1)
+
+
+def _enumerate(seconds: float) -> dict:
+    """``pim.regions`` on the whole plane of 2->32x3->1 (seed 0) within a time budget."""
+    import preimage as pim
+
+    net = pim.load(_model(ENUMERATION))
+    start = time.perf_counter()
+    graph = pim.regions(net, None, budget=pim.Budget(seconds=seconds))
+    return {"regions": len(graph), "complete": graph.complete, "seconds": time.perf_counter() - start,
+            "edges": graph.graph.number_of_edges(),
+            "maxrss_gb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20}
+
+
 def _child(name: str, tool: str) -> dict:
     import numpy as np
 
+    if tool == "enumerate":
+        return _enumerate(float(name))
     spec = CASES[name]
     if tool == "regioncam":
         import regioncam
@@ -97,13 +116,14 @@ def _child(name: str, tool: str) -> dict:
                     ((-1e-3, 1e-3), (-1e-3, 1e-3)))
     from threadpoolctl import threadpool_limits
 
+    baseline = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
     times, count = [], None
     with threadpool_limits(limits=1, user_api="blas"):
         for _ in range(spec["repeat"]):
             start = time.perf_counter()
             count = job()
             times.append(time.perf_counter() - start)
-    return {"regions": int(count), "seconds": statistics.median(times),
+    return {"regions": int(count), "seconds": statistics.median(times), "baseline_gb": baseline,
             "maxrss_gb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20}
 
 
@@ -128,7 +148,7 @@ def _cell(result) -> tuple[str, str, str]:
     return f"{result['regions']:,}", f"{result['seconds']:.3g} s", f"{result['maxrss_gb']:.2f} GB"
 
 
-def run(cases=None, memory_gb: float = 14.0, timeout: float = 900.0) -> str:
+def run(cases=None, memory_gb: float = 14.0, timeout: float = 900.0, enumeration_seconds: float = 240.0) -> str:
     rows = []
     for name in cases or CASES:
         spec = CASES[name]
@@ -139,11 +159,17 @@ def run(cases=None, memory_gb: float = 14.0, timeout: float = 900.0) -> str:
             ratio = f"{ours['seconds'] / peer['seconds']:.2f}"
         per_region = ""
         if ours and "error" not in ours:
-            per_region = f"{ours['maxrss_gb'] * 2**30 / ours['regions'] / 1024:.1f} KB"
+            above = ours["maxrss_gb"] - ours["baseline_gb"]
+            per_region = (f"{ours['maxrss_gb'] * 2**30 / ours['regions'] / 1024:.1f} KB / "
+                          f"{above * 2**30 / ours['regions'] / 1024:.1f} KB")
         rows.append([name, *_cell(ours), per_region, *_cell(peer), ratio])
+    header = ["case", "regions", "time", "peak memory", "memory per region: all / above start", "regioncam regions",
+              "regioncam time", "regioncam memory", "ratio"]
     return ("## Linear regions: exact 2-D slices (`pim.slice2d`) beside regioncam\n\n"
             "Each cell is one child process: regions found, median wall time (5 runs for 2->64x3, 3 for "
-            "2->128x4, else 1), peak resident memory (ru_maxrss, the interpreter and torch included). "
+            "2->128x4, else 1), peak resident memory (ru_maxrss, the interpreter and torch included); memory per "
+            "region: that peak over the regions, and the part above the child's peak before the case (imports, "
+            "compiled kernels loaded) over the regions. "
             "Nets: `Linear`+`ReLU` blocks, torch default initialisation, `torch.manual_seed(11)` (MNIST MLP: "
             "seed 0), input square [-r, r]^2. MNIST plane: regioncam's `through_points` plane through the first "
             "three test images of `mnist_test.csv` (pixels / 255), and `slice2d` on the same origin, "
@@ -152,17 +178,30 @@ def run(cases=None, memory_gb: float = 14.0, timeout: float = 900.0) -> str:
             "`mnist_0.1.onnx` (regioncam has no convolutions); 2->512x3 is not given to regioncam (it runs out "
             f"of 24 GB). Children are limited to {memory_gb:g} GB of address space. `slice2d` is float64, "
             "regioncam float32. Ratio: our time over regioncam's.\n\n"
-            + table(["case", "regions", "time", "peak memory", "memory per region", "regioncam regions",
-                     "regioncam time", "regioncam memory", "ratio"], rows)
-            + "\n\nThe whole-plane enumeration case of the issue (relucent's BFS, 5,355 regions of 2->32x3->1) "
-            "is not run here: relucent needs gurobipy, and `pim.regions` enumerates through the exact engine "
-            "at about 10 to 20 regions per second on these nets.\n")
+            + table(header, rows)
+            + "\n" + _enumeration_section(memory_gb, enumeration_seconds, timeout))
+
+
+def _enumeration_section(memory_gb: float, seconds: float, timeout: float) -> str:
+    result = _spawn(str(seconds), "enumerate", memory_gb, timeout)
+    if "error" in result:
+        found = result["error"]
+    else:
+        found = (f"{result['regions']:,} regions, {result['edges']:,} adjacencies, "
+                 f"{'complete' if result['complete'] else 'incomplete (budget)'}, {result['seconds']:.1f} s, "
+                 f"{result['maxrss_gb']:.2f} GB")
+    return ("\n### Every region of the whole plane: `pim.regions(net, None)`\n\n"
+            "2->32x3->1 (`Linear`+`ReLU` x3, `Linear(32, 1)`, `torch.manual_seed(0)`), all of R^2, unbounded "
+            f"regions included, through the exact engine's `one_pattern_per_piece` search, budget {seconds:g} s: "
+            f"{found}. Peer figure from the issue (relucent's BFS, not installable here: it needs gurobipy): "
+            "5,355 regions in 214 s.\n")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--case", default=None, help="run one case in this process and print JSON")
-    parser.add_argument("--tool", default="ours", choices=("ours", "regioncam"))
+    parser.add_argument("--tool", default="ours", choices=("ours", "regioncam", "enumerate"),
+                        help="enumerate: --case is the time budget in seconds of the whole-plane enumeration")
     parser.add_argument("--memory-gb", type=float, default=14.0)
     parser.add_argument("--out", default=None, help="write the markdown section to this file")
     args = parser.parse_args()
