@@ -147,6 +147,10 @@ def test_line_agrees_with_dense_sampling():
     gap = np.min(np.abs(t[:, None] - partition.t[None, :]), axis=1)
     clear = gap > 1e-9
     assert np.array_equal(bits[clear], partition.patterns.bits()[piece[clear]])
+    for segment in partition:
+        mid = partition.points([0.5 * (segment.t0 + segment.t1)])
+        assert np.array_equal(net.patterns(mid).bits()[0], segment.pattern)
+        np.testing.assert_allclose(segment.affine(mid), net.forward(mid), rtol=1e-10, atol=1e-12)
     changes = np.flatnonzero(np.any(bits[1:] != bits[:-1], axis=1))
     assert len(partition) >= len(changes) + 1
     np.testing.assert_allclose(partition.outputs, net.forward(partition.points(partition.t)), rtol=1e-9, atol=1e-12)

@@ -106,6 +106,9 @@ class Slice2D:
     def __len__(self) -> int:
         return self.face_ptr.size - 1
 
+    def __iter__(self):
+        return (self.region(i) for i in range(len(self)))
+
     def __repr__(self) -> str:
         return f"Slice2D({len(self)} regions, {len(self.vertices)} vertices)"
 
@@ -293,6 +296,9 @@ class LinePartition:
 
     def __len__(self) -> int:
         return self.t.size - 1
+
+    def __iter__(self):
+        return iter(self.segments)
 
     def __repr__(self) -> str:
         return f"LinePartition({len(self)} segments)"
