@@ -14,6 +14,7 @@ import bench_conv_geometry  # noqa: E402
 import bench_import  # noqa: E402
 import bench_inverse  # noqa: E402
 import bench_layer_preimage  # noqa: E402
+import bench_regions  # noqa: E402
 import bench_lp  # noqa: E402
 import bench_patterns  # noqa: E402
 import bench_sampling  # noqa: E402
@@ -26,7 +27,7 @@ def main() -> None:
     parser.add_argument("--out", default=str(ROOT / "BENCHMARKS.md"))
     args = parser.parse_args()
     sections = [bench_import.run(), bench_layer_preimage.run(n_inputs=args.inputs), bench_lp.run(), bench_sampling.run(),
-                bench_inverse.run(), bench_patterns.run(), bench_conv_geometry.run()]
+                bench_inverse.run(), bench_patterns.run(), bench_conv_geometry.run(), bench_regions.run()]
     text = "# Benchmarks\n\nMachine: " + machine() + "\n\nWritten by `make bench` (benchmarks/run.py).\n\n"
     text += "\n".join(sections)
     out = Path(args.out)

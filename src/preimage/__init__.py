@@ -26,6 +26,10 @@ from .preimages import (
     OutputPolytope, Pattern, Piece, PreimageSet, Verification, classify_layer, layer_preimage, layer_preimages,
     preimage, read_vnnlib, singleton_test,
 )
+from .regions import (
+    Region, RegionGraph, Slice2D, count_regions, line, plane_through, point_with_pattern, region, region_statistics,
+    regions, serra_bound, slice2d,
+)
 from .settings import Settings, configure, current
 from .conv import ConvLayer, nesting_over_checkpoints, network_nesting, slice_region_count
 
@@ -39,6 +43,8 @@ __all__ = [
     "preimage", "Budget", "PreimageSet", "Piece", "Verification", "read_vnnlib",
     "Activity", "Pattern", "ArgMax", "OutputPolytope", "NeuronRange", "InputPolytope", "AnyOf",
     "inverse_set", "InverseSet",
+    "region", "Region", "line", "slice2d", "plane_through", "Slice2D", "regions", "RegionGraph", "count_regions",
+    "serra_bound", "point_with_pattern", "region_statistics",
     "Settings", "configure", "current",
     "hamming_knn", "dataset_patterns", "hook_patterns", "unit_statistics", "random_pair_distances",
     "bernoulli_test", "constellations",

@@ -156,6 +156,60 @@ def _patterns(args) -> int:
     return 0
 
 
+def _regions(args) -> int:
+    import time
+
+    import numpy as np
+
+    from .errors import ShapeError
+    from .geometry import Box
+    from .network.load import load
+    from .regions.counting import count_regions
+    from .regions.partition import line, plane_through
+
+    net = load(args.model, input_shape=args.input_shape)
+    if sum(x is not None for x in (args.plane, args.line, args.count)) != 1:
+        raise ShapeError("give one of --plane X1.npy X2.npy X3.npy, --line X0.npy X1.npy or --count lo,hi,...")
+    start = time.perf_counter()
+    if args.plane is not None:
+        x1, x2, x3 = (np.load(path, allow_pickle=False) for path in args.plane)
+        partition = plane_through(net, x1, x2, x3, margin=args.margin)
+        print(f"plane through {', '.join(args.plane)}: {len(partition)} linear regions, "
+              f"{len(partition.decision_boundary())} decision-boundary segments")
+        print(f"time: {time.perf_counter() - start:.3f} s")
+        if args.plot is not None:
+            import matplotlib
+
+            matplotlib.use("Agg")
+            import matplotlib.pyplot as plt
+
+            fig, ax = plt.subplots(figsize=(6, 6))
+            partition.plot(ax=ax, color=args.color)
+            fig.savefig(args.plot, dpi=150)
+            plt.close(fig)
+            print(f"plot: {args.plot}")
+    elif args.line is not None:
+        x0, x1 = (np.load(path, allow_pickle=False) for path in args.line)
+        pieces = line(net, x0, x1)
+        print(f"segment {args.line[0]} -> {args.line[1]}: {len(pieces)} linear pieces")
+        print(f"time: {time.perf_counter() - start:.3f} s")
+    else:
+        bounds = np.array(args.count)
+        if bounds.size != 2 * net.input_dim:
+            raise ShapeError(f"--count needs {2 * net.input_dim} numbers (lo,hi per input), got {bounds.size}")
+        box = Box(bounds[0::2], bounds[1::2])
+        count = count_regions(net, box, samples=args.samples, lines=args.lines, exact=args.exact, rng=0)
+        if count.exact is not None:
+            print(f"regions (exact): {count.exact}")
+        print(f"estimate: {count.estimate:.6g} +- {count.stderr:.2g} (volume-weighted, {count.samples} samples)")
+        print(f"lower bound (distinct sampled patterns): {count.lower_bound}")
+        if count.lines is not None:
+            print(f"pieces on a random line: {count.lines[0]:.4g} +- {count.lines[1]:.2g}")
+        print(f"upper bound (Serra et al.): {count.upper_bound}")
+        print(f"time: {time.perf_counter() - start:.3f} s")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="preimage",
@@ -207,6 +261,20 @@ def build_parser() -> argparse.ArgumentParser:
     patterns.add_argument("--plot", default=None, help="draw the activation histograms to this PNG")
     patterns.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     patterns.set_defaults(run=_patterns)
+
+    regions_cmd = commands.add_parser("regions", help="linear regions: a 2-D slice, a segment, or a count in a box")
+    regions_cmd.add_argument("model", help="a .onnx, .nnet file")
+    regions_cmd.add_argument("--input-shape", type=_shape, default=None)
+    regions_cmd.add_argument("--plane", nargs=3, metavar="X.npy", default=None, help="the plane through three inputs")
+    regions_cmd.add_argument("--margin", type=float, default=0.0, help="extend the plane's square by this much")
+    regions_cmd.add_argument("--line", nargs=2, metavar="X.npy", default=None, help="the segment between two inputs")
+    regions_cmd.add_argument("--count", type=_numbers, default=None, help="count in the box lo,hi per input")
+    regions_cmd.add_argument("--samples", type=int, default=256, help="samples of the count estimate")
+    regions_cmd.add_argument("--lines", type=int, default=8, help="random lines counted exactly")
+    regions_cmd.add_argument("--exact", action="store_true", help="also enumerate every region (small inputs)")
+    regions_cmd.add_argument("--plot", default=None, help="draw the plane's regions to this PNG")
+    regions_cmd.add_argument("--color", choices=("pattern", "class", "lipschitz"), default="pattern")
+    regions_cmd.set_defaults(run=_regions)
     return parser
 
 

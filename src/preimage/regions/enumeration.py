@@ -1,0 +1,215 @@
+"""Every linear region of a domain, the region adjacency graph, and paths through it.
+
+The regions come from the one exact search of the package: :func:`preimage.preimage` with a target every
+input meets (the empty conjunction ``[]``) and ``one_pattern_per_piece=True``, so each piece it returns is
+one region (a full-dimensional polytope with one activation pattern). Two regions are neighbours across
+a facet; each facet lies on the zero set of the neuron whose bit flips there, found by matching the
+facet's row against the region's neuron hyperplanes. The graph is a networkx ``Graph`` whose edges carry
+that neuron.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import networkx as nx
+import numpy as np
+
+from .. import settings as _settings
+from ..errors import PreimageError, ShapeError
+from ..geometry import Box, Polytope
+from ..network import Network
+from ..patterns.packed import pack_bits
+from .local import Region, _as_network
+from .partition import line
+
+__all__ = ["RegionGraph", "RegionPath", "regions"]
+
+
+@dataclass(eq=False)
+class FoundRegion:
+    """One region of an enumeration: polytope (minimal H-form, within the domain), witness (d,) inside it,
+    pattern (kinked units,) bool, and the :class:`Region` with its local maps."""
+
+    polytope: Polytope
+    witness: np.ndarray
+    pattern: np.ndarray
+    region: Region
+
+    @property
+    def affine(self):
+        return self.region.affine
+
+
+@dataclass(frozen=True)
+class RegionPath:
+    """A path of regions: indices into ``RegionGraph.regions``, an input realising each (inside it),
+    and ``steps``: the Hamming distance of consecutive patterns (their sum is the path's length)."""
+
+    regions: list
+    inputs: np.ndarray
+    steps: list
+
+    @property
+    def length(self) -> int:
+        return int(sum(self.steps))
+
+
+def _key(pattern: np.ndarray) -> bytes:
+    return pack_bits(np.asarray(pattern, dtype=bool)[None, :]).tobytes()
+
+
+def _unit_names(net: Network) -> list[tuple[int, int]]:
+    return [(layer, unit) for layer in net.hidden for unit in range(net.layers[layer].out_features)]
+
+
+class RegionGraph:
+    """The linear regions of a domain and their adjacency graph.
+
+    regions : list of :class:`FoundRegion`. graph : networkx Graph on region indices; node attribute
+    ``pattern``, edge attributes ``neuron`` ((layer, unit) that flips across the shared facet) and
+    ``hamming`` (bits that differ). complete : False when a budget stopped the search (then some regions
+    are missing). preimage_set : the engine's result the regions came from.
+    """
+
+    def __init__(self, net: Network, found: list[FoundRegion], graph: nx.Graph, complete: bool, preimage_set,
+                 domain):
+        self.net, self.regions, self.graph, self.complete = net, found, graph, complete
+        self.preimage_set, self.domain = preimage_set, domain
+        self._index = {_key(r.pattern): i for i, r in enumerate(found)}
+
+    def __len__(self) -> int:
+        return len(self.regions)
+
+    def __repr__(self) -> str:
+        return (f"RegionGraph({len(self)} regions, {self.graph.number_of_edges()} adjacencies"
+                f"{'' if self.complete else ', incomplete'})")
+
+    def index(self, pattern) -> int | None:
+        """The index of the region with this pattern, or None."""
+        return self._index.get(_key(pattern))
+
+    def locate(self, X) -> np.ndarray:
+        """The region of each input (n, d) -> (n,) int, -1 where no enumerated region has its pattern."""
+        X, _ = self.net.as_batch(X)
+        bits = self.net.patterns(X).bits()
+        return np.array([self._index.get(_key(b), -1) for b in bits], dtype=np.int64)
+
+    def crossed(self, x0, x1) -> RegionPath:
+        """The regions the segment x0 -> x1 crosses, in order, with a point of each piece (its midpoint)."""
+        L = line(self.net, x0, x1)
+        mids = L.points(L.midpoints())
+        indices = list(self.locate(mids))
+        bits = L.patterns.bits()
+        steps = [int(np.sum(bits[i] != bits[i + 1])) for i in range(len(L) - 1)]
+        return RegionPath(indices, mids, steps)
+
+    def shortest_path(self, x0, x1) -> RegionPath:
+        """The shortest path in the region graph from x0's region to x1's, in Hamming steps of the pattern.
+
+        The inputs are each region's witness (the end points themselves at the ends).
+        """
+        ends = self.locate(np.stack([np.asarray(x0, dtype=np.float64).reshape(-1),
+                                     np.asarray(x1, dtype=np.float64).reshape(-1)]))
+        if np.any(ends < 0):
+            raise PreimageError("an end point lies in no enumerated region (outside the domain, or the "
+                                "enumeration is incomplete)")
+        try:
+            nodes = nx.shortest_path(self.graph, int(ends[0]), int(ends[1]), weight="hamming")
+        except nx.NetworkXNoPath:
+            raise PreimageError("the two regions are not connected in the region graph") from None
+        inputs = np.stack([self.regions[i].witness for i in nodes])
+        inputs[0] = np.asarray(x0, dtype=np.float64).reshape(-1)
+        inputs[-1] = np.asarray(x1, dtype=np.float64).reshape(-1)
+        steps = [self.graph.edges[a, b]["hamming"] for a, b in zip(nodes[:-1], nodes[1:])]
+        return RegionPath(nodes, inputs, steps)
+
+
+def _neuron_rows(net: Network, region: Region) -> tuple[np.ndarray, np.ndarray]:
+    """Every kinked unit's hyperplane on the region, normalised: (K, d) normals, (K,) offsets."""
+    N = np.vstack([region.maps[i][0] for i in net.hidden])
+    c = np.concatenate([region.maps[i][1] for i in net.hidden])
+    norms = np.linalg.norm(N, axis=1)
+    norms[norms == 0] = np.inf
+    return N / norms[:, None], c / norms
+
+
+def _facet_neurons(polytope: Polytope, normals: np.ndarray, offsets: np.ndarray, tol: float) -> np.ndarray:
+    """For each inequality row ``a.x <= beta`` of the polytope, the unit whose zero set it is (-1: none)."""
+    A, b = polytope.A, polytope.b
+    if A.shape[0] == 0 or normals.shape[0] == 0:
+        return np.full(A.shape[0], -1, dtype=np.int64)
+    dots = A @ normals.T
+    sign = np.sign(dots)
+    # a = s n and beta = -s c describe the same line as n.x + c = 0.
+    scale = 1.0 + np.abs(b)[:, None] + np.abs(offsets)[None, :]
+    mismatch = (1.0 - np.abs(dots)) + np.abs(b[:, None] + sign * offsets[None, :]) / scale
+    best = np.argmin(mismatch, axis=1)
+    ok = mismatch[np.arange(A.shape[0]), best] <= tol
+    return np.where(ok, best, -1)
+
+
+def _probe_across(net: Network, polytope: Polytope, row: int) -> np.ndarray | None:
+    """A point just beyond facet ``row`` of the polytope (from a relative-interior point of the facet)."""
+    A, b = polytope.A, polytope.b
+    others = np.delete(np.arange(A.shape[0]), row)
+    facet = Polytope(A[others], b[others], np.vstack([polytope.E, A[row:row + 1]]),
+                     np.concatenate([polytope.f, b[row:row + 1]]))
+    if facet.is_empty():
+        return None
+    point = facet.relative_interior_point()
+    _, radius = polytope.chebyshev()
+    step = np.sqrt(_settings.current().feasibility_tol) * (1.0 + np.linalg.norm(point))
+    if np.isfinite(radius):
+        step = min(step, 0.5 * radius)
+    return point + step * A[row]
+
+
+def regions(net, domain=None, *, budget=None, progress: bool | None = False) -> RegionGraph:
+    """Every linear region inside ``domain`` (a Box, a Polytope, or None: all of R^d) and their graph.
+
+    For low-dimensional inputs (the search visits every region). budget : a ``pim.Budget`` for the search;
+    when it stops the search, ``complete`` is False and the graph holds the regions found so far.
+    Returns a :class:`RegionGraph`.
+    """
+    from ..preimages.engine import preimage
+
+    net = _as_network(net)
+    if not net.hidden:
+        raise ShapeError("the network has no layer with a kink: it is affine, one region")
+    if domain is not None and not isinstance(domain, (Box, Polytope)):
+        raise TypeError(f"domain must be a Box, a Polytope or None, got {type(domain).__name__}")
+    found_set = preimage(net, [], domain, budget=budget, one_pattern_per_piece=True, progress=progress)
+    d = net.input_dim
+    found: list[FoundRegion] = []
+    for piece in found_set.pieces:
+        if piece.polytope.dim < d:
+            continue
+        pattern = net.patterns(piece.witness[None]).bits()[0]
+        reg = Region(net, pattern, point=piece.witness, domain=domain, polytope=piece.polytope)
+        found.append(FoundRegion(piece.polytope, piece.witness, pattern, reg))
+    graph = nx.Graph()
+    for i, r in enumerate(found):
+        graph.add_node(i, pattern=r.pattern)
+    names = _unit_names(net)
+    index = {_key(r.pattern): i for i, r in enumerate(found)}
+    tol = np.sqrt(_settings.current().feasibility_tol)
+    for i, r in enumerate(found):
+        normals, offsets = _neuron_rows(net, r.region)
+        units = _facet_neurons(r.polytope, normals, offsets, tol)
+        for row, unit in enumerate(units):
+            j = None
+            if unit >= 0:
+                flipped = r.pattern.copy()
+                flipped[unit] = ~flipped[unit]
+                j = index.get(_key(flipped))
+            if j is None and (unit >= 0 or domain is None):
+                probe = _probe_across(net, r.polytope, row)
+                if probe is not None:
+                    j = index.get(_key(net.patterns(probe[None]).bits()[0]))
+            if j is None or j == i or graph.has_edge(i, j):
+                continue
+            differ = np.flatnonzero(r.pattern != found[j].pattern)
+            neuron = names[int(unit)] if unit >= 0 else names[int(differ[0])]
+            graph.add_edge(i, j, neuron=neuron, hamming=int(differ.size))
+    return RegionGraph(net, found, graph, found_set.complete, found_set, domain)
