@@ -93,12 +93,13 @@ def _nnenum(script: str, net_path: Path, prop: Path, timeout: float) -> tuple[st
     if script == "nnenum_verify.py":
         args.append(str(timeout))
     try:
-        out = subprocess.run(args, env=env, capture_output=True, text=True, timeout=timeout + 60).stdout.split()
+        lines = subprocess.run(args, env=env, capture_output=True, text=True, timeout=timeout + 60).stdout.splitlines()
     except subprocess.TimeoutExpired:
         return f"timeout {timeout:.0f} s", None
-    if "wall" not in out:
+    out = lines[-1].split() if lines else []
+    if "wall" not in out or out.index("wall") + 1 >= len(out):
         return "failed", None
-    wall = float(out[out.index("wall") + 1])
+    wall = float(out[out.index("wall") + 1].rstrip("s"))
     return " ".join(out[: out.index("wall")]), wall
 
 
