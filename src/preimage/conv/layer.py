@@ -27,18 +27,15 @@ import numpy as np
 import scipy.sparse as sp
 
 from ..errors import ConeError, ModelError, ShapeError
-from ..network.conv import PADDING_MODES, conv2d_bias, conv2d_matrix
+from ..network.conv import PADDING_MODES, _as_float64, conv2d_bias, conv2d_matrix
 from ..settings import current
 
 __all__ = ["ConvLayer", "LayerCones", "Hyperplanes", "channel_cones"]
 
 
 def _float64(values, name: str) -> np.ndarray:
-    if hasattr(values, "detach"):
-        values = values.detach().cpu().numpy()
-    array = np.array(values, dtype=np.float64)
-    if not np.all(np.isfinite(array)):
-        raise ModelError(f"{name} contains NaN or inf")
+    """A read-only float64 copy of an array or tensor (NaN or inf is a ModelError)."""
+    array = np.array(_as_float64(values, name))
     array.setflags(write=False)
     return array
 
