@@ -21,7 +21,6 @@ children of a split share only their boundary, so pieces never overlap in volume
 
 from __future__ import annotations
 
-import hashlib
 import pickle
 import time
 from dataclasses import dataclass
@@ -37,6 +36,7 @@ from ..geometry.cells import Cell
 from ..network import AffineMap, Network
 from ..network.layers import IDENTITY
 from .bounds import Stage, stack_bounds
+from .pieces import _disjoint_pieces, _fingerprint, _from_cell, _RawPiece
 from .targets import compile_target, satisfies
 
 __all__ = ["Budget", "preimage"]
@@ -215,20 +215,6 @@ class _Node:
         if self.E.shape[0]:
             return Polytope(A, b, self.E, self.f)
         return Polytope(A, b)
-
-
-@dataclass(eq=False)
-class _RawPiece:
-    conj: int
-    A: np.ndarray
-    b: np.ndarray
-    E: np.ndarray
-    f: np.ndarray
-    lo: np.ndarray
-    hi: np.ndarray
-    pattern: tuple | None
-    affine: tuple | None          # (M, c): output = M x + c on the piece
-    cell: Cell | None = None
 
 
 @dataclass
@@ -647,65 +633,9 @@ def _child(node: _Node, a: np.ndarray, b: np.ndarray, unit: int, phase: int) -> 
 
 # ----------------------------------------------------------------------------------------------- results
 
-def _fingerprint(net: Network, conjunctions, parts, one_pattern: bool) -> str:
-    digest = hashlib.sha256()
-    for layer in net.layers:
-        for factor in layer.affine.factors:
-            if hasattr(factor, "indptr"):
-                for array in (factor.data, factor.indices, factor.indptr):
-                    digest.update(np.ascontiguousarray(array).tobytes())
-            else:
-                digest.update(np.ascontiguousarray(factor).tobytes())
-        digest.update(layer.affine.bias.tobytes())
-        digest.update(str(layer.activation).encode())
-    for conj in conjunctions:
-        for array in (conj.input_A, conj.input_b, conj.output_A, conj.output_b, conj.output_E, conj.output_f):
-            digest.update(np.ascontiguousarray(array).tobytes())
-        for rows in conj.layer_rows:
-            for array in (rows.A, rows.b, rows.E, rows.f):
-                digest.update(np.ascontiguousarray(array).tobytes())
-    for lo, hi, A, b in parts:
-        for array in (lo, hi, A, b):
-            digest.update(np.ascontiguousarray(array).tobytes())
-    digest.update(str(one_pattern).encode())
-    return digest.hexdigest()
-
-
 def _raw_polytope(raw) -> Polytope:
     node = _Node(raw.conj, raw.lo, raw.hi, raw.A, raw.b, raw.E, raw.f, 0, None, None, np.zeros(0, np.int8))
     return node.polytope()
-
-
-def _from_cell(cell: Cell | None, d: int):
-    """The minimal H-form and the vertex mean of a full-dimensional cell; (None, None) otherwise."""
-    if cell is None or cell.dim() < d:
-        return None, None
-    rows = cell.facets()
-    polytope = Polytope(cell.A[rows], cell.b[rows])
-    polytope.__dict__["_minimal_form"] = polytope
-    return polytope, cell.centroid()
-
-
-def _subtract(P: Polytope, Q: Polytope, d: int) -> list[Polytope]:
-    """Closed convex pieces covering ``P`` minus the interior of ``Q`` (overlapping only on boundaries)."""
-    Qm = Q.minimal()
-    if Qm.n_eq:
-        return [P]
-    out = []
-    A_acc = np.zeros((0, d))
-    b_acc = np.zeros(0)
-    for a, beta in zip(Qm.A, Qm.b):
-        piece = P.with_constraints(np.vstack([A_acc, -a[None, :]]), np.concatenate([b_acc, [-beta]]))
-        if not piece.is_empty() and piece.dim == d:
-            out.append(piece)
-        A_acc = np.vstack([A_acc, a[None, :]])
-        b_acc = np.concatenate([b_acc, [beta]])
-    return out
-
-
-def _overlap(P: Polytope, Q: Polytope, d: int) -> bool:
-    both = P.intersect(Q)
-    return (not both.is_empty()) and both.dim == d
 
 
 # ----------------------------------------------------------------------------------------------- entry point
@@ -802,30 +732,6 @@ def preimage(net, target, domain=None, *, budget: Budget | None = None, one_patt
              "dropped": state.dropped, "witnesses_off_target": unchecked}
     return PreimageSet(pieces, net=net, target=target, domain=domain, complete=complete, undecided=undecided,
                        stats=stats)
-
-
-def _disjoint_pieces(kept, d: int):
-    """Pieces of different conjunctions overlap where the conjunctions do: cut later ones by earlier ones."""
-    out = []
-    for conj, polytope, raw in kept:
-        fragments = [polytope]
-        if polytope.dim == d:
-            for other_conj, other, _ in out:
-                if other_conj == conj or other.dim != d:
-                    continue
-                next_fragments = []
-                for fragment in fragments:
-                    if _overlap(fragment, other, d):
-                        next_fragments.extend(_subtract(fragment, other, d))
-                    else:
-                        next_fragments.append(fragment)
-                fragments = next_fragments
-        for fragment in fragments:
-            keep = raw if fragment is polytope else _RawPiece(raw.conj, fragment.A, fragment.b, fragment.E,
-                                                               fragment.f, np.full(d, -np.inf), np.full(d, np.inf),
-                                                               raw.pattern, raw.affine)
-            out.append((conj, fragment, keep))
-    return out
 
 
 def _run(search: _Search, state: _State, budget: Budget, progress, checkpoint, checkpoint_every) -> bool:

@@ -1,0 +1,106 @@
+"""Pieces of a search before they become a PreimageSet: raw pieces, the search's fingerprint, the minimal
+form read off a cell, and the cutting of overlapping pieces of different conjunctions into disjoint ones."""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..geometry import Polytope
+from ..geometry.cells import Cell
+from ..network import Network
+
+@dataclass(eq=False)
+class _RawPiece:
+    conj: int
+    A: np.ndarray
+    b: np.ndarray
+    E: np.ndarray
+    f: np.ndarray
+    lo: np.ndarray
+    hi: np.ndarray
+    pattern: tuple | None
+    affine: tuple | None          # (M, c): output = M x + c on the piece
+    cell: Cell | None = None
+
+
+def _fingerprint(net: Network, conjunctions, parts, one_pattern: bool) -> str:
+    digest = hashlib.sha256()
+    for layer in net.layers:
+        for factor in layer.affine.factors:
+            if hasattr(factor, "indptr"):
+                for array in (factor.data, factor.indices, factor.indptr):
+                    digest.update(np.ascontiguousarray(array).tobytes())
+            else:
+                digest.update(np.ascontiguousarray(factor).tobytes())
+        digest.update(layer.affine.bias.tobytes())
+        digest.update(str(layer.activation).encode())
+    for conj in conjunctions:
+        for array in (conj.input_A, conj.input_b, conj.output_A, conj.output_b, conj.output_E, conj.output_f):
+            digest.update(np.ascontiguousarray(array).tobytes())
+        for rows in conj.layer_rows:
+            for array in (rows.A, rows.b, rows.E, rows.f):
+                digest.update(np.ascontiguousarray(array).tobytes())
+    for lo, hi, A, b in parts:
+        for array in (lo, hi, A, b):
+            digest.update(np.ascontiguousarray(array).tobytes())
+    digest.update(str(one_pattern).encode())
+    return digest.hexdigest()
+
+
+def _from_cell(cell: Cell | None, d: int):
+    """The minimal H-form and the vertex mean of a full-dimensional cell; (None, None) otherwise."""
+    if cell is None or cell.dim() < d:
+        return None, None
+    rows = cell.facets()
+    polytope = Polytope(cell.A[rows], cell.b[rows])
+    polytope.__dict__["_minimal_form"] = polytope
+    return polytope, cell.centroid()
+
+
+def _subtract(P: Polytope, Q: Polytope, d: int) -> list[Polytope]:
+    """Closed convex pieces covering ``P`` minus the interior of ``Q`` (overlapping only on boundaries)."""
+    Qm = Q.minimal()
+    if Qm.n_eq:
+        return [P]
+    out = []
+    A_acc = np.zeros((0, d))
+    b_acc = np.zeros(0)
+    for a, beta in zip(Qm.A, Qm.b):
+        piece = P.with_constraints(np.vstack([A_acc, -a[None, :]]), np.concatenate([b_acc, [-beta]]))
+        if not piece.is_empty() and piece.dim == d:
+            out.append(piece)
+        A_acc = np.vstack([A_acc, a[None, :]])
+        b_acc = np.concatenate([b_acc, [beta]])
+    return out
+
+
+def _overlap(P: Polytope, Q: Polytope, d: int) -> bool:
+    both = P.intersect(Q)
+    return (not both.is_empty()) and both.dim == d
+
+
+def _disjoint_pieces(kept, d: int):
+    """Pieces of different conjunctions overlap where the conjunctions do: cut later ones by earlier ones."""
+    out = []
+    for conj, polytope, raw in kept:
+        fragments = [polytope]
+        if polytope.dim == d:
+            for other_conj, other, _ in out:
+                if other_conj == conj or other.dim != d:
+                    continue
+                next_fragments = []
+                for fragment in fragments:
+                    if _overlap(fragment, other, d):
+                        next_fragments.extend(_subtract(fragment, other, d))
+                    else:
+                        next_fragments.append(fragment)
+                fragments = next_fragments
+        for fragment in fragments:
+            keep = raw if fragment is polytope else _RawPiece(raw.conj, fragment.A, fragment.b, fragment.E,
+                                                               fragment.f, np.full(d, -np.inf), np.full(d, np.inf),
+                                                               raw.pattern, raw.affine)
+            out.append((conj, fragment, keep))
+    return out
