@@ -37,6 +37,7 @@ from ..network import AffineMap, Network
 from ..network.layers import IDENTITY
 from .bounds import Stage, stack_bounds
 from .pieces import _disjoint_pieces, _fingerprint, _from_cell, _RawPiece
+from .subspace import flat_coordinates
 from .targets import compile_target, satisfies
 
 __all__ = ["Budget", "preimage"]
@@ -230,6 +231,7 @@ class _State:
     decided: float = 0.0
     dropped: int = 0
     roots: int = 1
+    first_piece: float | None = None
 
 
 # ----------------------------------------------------------------------------------------------- search
@@ -678,9 +680,15 @@ def preimage(net, target, domain=None, *, budget: Budget | None = None, one_patt
     budget = budget or Budget()
     conjunctions = compile_target(target, net)
     parts = _domain_parts(domain, net.input_dim)
-    search = _Search(net, conjunctions, parts, one_pattern=one_pattern_per_piece, input_split=input_split,
-                     batch=int(batch))
-    fingerprint = _fingerprint(net, conjunctions, parts, one_pattern_per_piece)
+    flat = flat_coordinates(parts, net.input_dim)
+    search_net, search_conj, search_parts = net, conjunctions, parts
+    if flat is not None:
+        search_net = flat.network(net)
+        search_conj = [flat.conjunction(conj) for conj in conjunctions]
+        search_parts = [flat.part(part) for part in parts]
+    search = _Search(search_net, search_conj, search_parts, one_pattern=one_pattern_per_piece,
+                     input_split=input_split, batch=int(batch))
+    fingerprint = _fingerprint(search_net, search_conj, search_parts, one_pattern_per_piece)
     state = None
     if resume:
         if checkpoint is None:
@@ -692,7 +700,7 @@ def preimage(net, target, domain=None, *, budget: Budget | None = None, one_patt
             if not isinstance(state, _State) or state.fingerprint != fingerprint:
                 raise PreimageError(f"checkpoint {path} was written for another network, target or domain")
     if state is None:
-        roots = search.roots(parts)
+        roots = search.roots(search_parts)
         state = _State(fingerprint, roots[::-1], [], roots=max(1, len(roots)))
     complete = _run(search, state, budget, progress, checkpoint, checkpoint_every)
 
@@ -700,21 +708,23 @@ def preimage(net, target, domain=None, *, budget: Budget | None = None, one_patt
     unchecked = 0
     kept: list[tuple[int, Polytope | None, _RawPiece]] = []
     for raw in state.pieces:
-        if raw.cell is not None and len(conjunctions) == 1:
+        if raw.cell is not None and len(search_conj) == 1:
             kept.append((raw.conj, None, raw))
             continue
         polytope = _raw_polytope(raw)
         if raw.cell is None and polytope.is_empty():
             continue
         kept.append((raw.conj, polytope, raw))
-    if len(conjunctions) > 1:
-        kept = _disjoint_pieces(kept, net.input_dim)
+    if len(search_conj) > 1:
+        kept = _disjoint_pieces(kept, search_net.input_dim)
     found = []
     for conj, polytope, raw in kept:
-        minimal, point = _from_cell(raw.cell, net.input_dim)
+        minimal, point = _from_cell(raw.cell, search_net.input_dim)
         if minimal is None:
             minimal = (polytope if polytope is not None else _raw_polytope(raw)).minimal()
             point = minimal.relative_interior_point()
+        if flat is not None:
+            minimal, point = flat.polytope(minimal), flat.point(point)
         found.append((conj, minimal, point, raw))
     checked = np.ones(len(found), dtype=bool)
     for j, conj in enumerate(conjunctions):
@@ -726,10 +736,15 @@ def preimage(net, target, domain=None, *, budget: Budget | None = None, one_patt
         unchecked += 0 if ok else 1
         pattern = None if raw.pattern is None else np.concatenate(raw.pattern) if raw.pattern else np.zeros(0, bool)
         affine = None if raw.affine is None else AffineMap(raw.affine[0], raw.affine[1])
+        if flat is not None and affine is not None:
+            affine = flat.affine(net, pattern)
         pieces.append(Piece(minimal, point, bool(ok), pattern, affine, conj))
     undecided = [n.polytope() for n in state.queue] if not complete else []
+    if flat is not None:
+        undecided = [flat.polytope(P) for P in undecided]
     stats = {"seconds": state.seconds, "subdomains": state.processed, "lps": state.lps + search.lps,
-             "dropped": state.dropped, "witnesses_off_target": unchecked}
+             "dropped": state.dropped, "witnesses_off_target": unchecked,
+             "first_piece_seconds": state.first_piece}
     return PreimageSet(pieces, net=net, target=target, domain=domain, complete=complete, undecided=undecided,
                        stats=stats)
 
@@ -765,6 +780,8 @@ def _run(search: _Search, state: _State, budget: Budget, progress, checkpoint, c
             del state.queue[-take:]
             state.queue.extend(children[::-1])
             state.pieces.extend(pieces)
+            if pieces and state.first_piece is None:
+                state.first_piece = time.perf_counter() - start
             state.processed += len(nodes)
             state.decided += decided
             state.dropped += dropped

@@ -215,10 +215,25 @@ class PreimageSet:
         return Volume(float(value), float(np.sqrt(variance)), bool(exact))
 
     def fraction(self, rng=None) -> Volume:
-        """The volume as a fraction of the domain's volume."""
+        """The volume as a fraction of the domain's volume.
+
+        A flat domain (a box with ``lo == hi`` on some coordinates) is measured within its affine hull:
+        the k-dimensional volumes of the k-dimensional pieces over the domain's k-dimensional volume.
+        """
         total = _domain_volume(self.domain)
-        found = self.volume(rng)
-        return Volume(found.value / total, found.stderr / total, found.exact)
+        if total > 0.0:
+            found = self.volume(rng)
+            return Volume(found.value / total, found.stderr / total, found.exact)
+        k, total = _domain_relative(self.domain)
+        rng = as_generator(rng)
+        value, variance, exact = 0.0, 0.0, True
+        for piece in self.pieces:
+            if piece.polytope.dim == k:
+                found = piece.polytope.volume(relative=True, rng=rng)
+                value += found.value
+                variance += found.stderr ** 2
+                exact &= found.exact
+        return Volume(value / total, float(np.sqrt(variance)) / total, bool(exact))
 
     def bounding_box(self) -> tuple[np.ndarray, np.ndarray]:
         """``(lo, hi)`` of the union, by two LPs per coordinate and piece; infinite sides where unbounded."""
@@ -407,6 +422,20 @@ def _domain_volume(domain) -> float:
     if isinstance(domain, Polytope):
         return float(domain.volume().value)
     return float(sum(_domain_volume(part) for part in domain))
+
+
+def _domain_relative(domain) -> tuple[int, float]:
+    """The dimension of a flat domain and its volume in that dimension (parts of lower dimension add 0)."""
+    parts = [domain] if isinstance(domain, (Box, Polytope)) else list(domain)
+    found = []
+    for part in parts:
+        if isinstance(part, Box):
+            sides = np.asarray(part.hi) - np.asarray(part.lo)
+            found.append((int(np.sum(sides > 0)), float(np.prod(sides[sides > 0]))))
+        else:
+            found.append((part.dim, float(part.volume(relative=True).value)))
+    k = max(dim for dim, _ in found)
+    return k, sum(v for dim, v in found if dim == k)
 
 
 def _sample_domain(domain, n: int, generator, preimage_set) -> np.ndarray:
