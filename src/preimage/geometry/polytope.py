@@ -12,51 +12,22 @@ from dataclasses import dataclass
 from functools import cached_property
 
 import numpy as np
-import scipy.sparse
 
 from .._rng import as_generator
-from ..errors import EmptyDomainError, Infeasible, ShapeError, SolverError, Unbounded
+from ..errors import EmptyDomainError, Infeasible, ShapeError
 from ..settings import current
 from . import linalg, sampling, volume
 from .cones import recession_cone_is_trivial
-from .lp import solve_lp
+from .polytope_hull import AffineHull, affine_hull_of, chebyshev_ball, least_feasible
+from .polytope_rows import (
+    _empty_system, _finite_matrix, _normalise_equalities, _normalise_inequalities, _right_hand_side,
+)
 from .redundancy import minimal_system
 
 __all__ = ["Polytope", "AffineHull", "Volume", "as_generator"]
 
 # A slack computed from data of size |v| carries rounding of a few units in the last place of |v|.
 _NOISE_ULPS = 8.0
-
-
-@dataclass(frozen=True, eq=False)
-class AffineHull:
-    """The affine hull ``{x0 + Z w : w in R^k}`` of a nonempty polytope P, and P in those coordinates.
-
-    Attributes
-    ----------
-    point : (d,) float64, x0, a point of the hull (near P's relative interior).
-    basis : (d, k) float64, Z, orthonormal columns.
-    A : (m', k) float64, unit-norm rows; b : (m',) float64. ``P = {x0 + Z w : A w <= b}``, a
-        full-dimensional system in R^k (implicit equalities removed).
-    rows : (m',) int, the row of the polytope's A behind each row here.
-    implicit : (q,) int, the rows of the polytope's A that hold with equality on all of P.
-    """
-
-    point: np.ndarray
-    basis: np.ndarray
-    A: np.ndarray
-    b: np.ndarray
-    rows: np.ndarray
-    implicit: np.ndarray
-
-    @property
-    def dim(self) -> int:
-        """k, the dimension of the hull."""
-        return self.basis.shape[1]
-
-    def to_ambient(self, W: np.ndarray) -> np.ndarray:
-        """Map reduced coordinates W (n, k) to points (n, d): ``x0 + W Z^T``."""
-        return self.point + np.asarray(W, dtype=np.float64) @ self.basis.T
 
 
 @dataclass(frozen=True)
@@ -243,7 +214,7 @@ class Polytope:
         if Z.shape[1] == 0 or np.all(flat):
             return x_p
         try:
-            w = _least_feasible(A_r[~flat], b_r[~flat])
+            w = least_feasible(A_r[~flat], b_r[~flat])
         except Infeasible:
             return None
         return x_p + Z @ w
@@ -270,89 +241,8 @@ class Polytope:
 
     @cached_property
     def _hull_here(self) -> AffineHull | None:
-        """The affine hull, or None if P is empty; found with two LPs (see _implicit_rows)."""
-        found = self._implicit_rows()
-        if found is None:
-            return None
-        interior, implicit = found
-        M = np.vstack([self.E, self.A[implicit]])
-        g = np.concatenate([self.f, self.b[implicit]])
-        basis = linalg.null_space(M)
-        # The affine hull is {M x = g}; x0 is the LP's relative-interior point projected onto it.
-        correction, _ = linalg.least_squares(M, g - M @ interior)
-        point = interior + correction
-        rows = np.setdiff1d(np.arange(self.n_ineq), implicit)
-        reduced = linalg.restrict_rows(self.A[rows], basis)
-        norms = np.linalg.norm(reduced, axis=1)
-        # A row whose normal lies in the span of the equalities is constant on the hull; it is not
-        # implicit, so that constant is a positive slack and the row constrains nothing there.
-        keep = norms > 0.0
-        with np.errstate(over="ignore"):
-            reduced_b = (self.b[rows[keep]] - self.A[rows[keep]] @ point) / norms[keep]
-        finite = reduced_b < np.inf  # a bound beyond float range constrains nothing
-        rows = rows[keep][finite]
-        reduced_A = reduced[keep][finite] / norms[keep][finite, None]
-        reduced_b = reduced_b[finite]
-        arrays = (point, basis, reduced_A, reduced_b, rows, implicit)
-        for array in arrays:
-            array.setflags(write=False)
-        return AffineHull(*arrays)
-
-    def _implicit_rows(self) -> tuple[np.ndarray, np.ndarray] | None:
-        """A relative-interior point of P and the indices of its implicit equalities; None if P is empty.
-
-        On the flat ``{E x = f} = {x_p + Z w}`` (equalities eliminated, see ``_equality_frame``), from a
-        feasible point x_f (the cached feasibility LP), with ``y = w - w_f`` and the slacks
-        ``c = b - A x_f >= 0`` clipped to at most 1, one LP in (y, s, lam) over the rows not constant on
-        the flat (``A`` below is ``A Z``)::
-
-            A y + s <= lam c,   0 <= s <= 1,   1 <= lam <= 1 / interior_tol,   max sum(s).
-
-        Clipping c replaces P by ``P' = P ∩ {a_i x <= a_i x_f + 1 where c_i > 1}``, which holds
-        ``P ∩ B(x_f, 1)`` (unit rows), so a row is implicit for P' iff it is for P (a point of P with
-        positive slack on row i gives such points on the segment from x_f, near x_f), and it keeps the
-        LP's numbers of order one whatever the size of b. For any feasible (y, s, lam), ``y / lam`` is in
-        P' and ``a_i y / lam <= c_i - s_i / lam``. On an implicit row every point of P' has
-        ``a_i y / lam = c_i``, which forces ``s_i = 0``. If y* is a relative-interior point of P', every
-        other row has slack ``sigma_i > 0`` there, and ``y = lam y*`` with ``lam = 1 / min sigma_i``
-        gives ``s_i = 1`` on all of them at once. So the optimum has s_i = 1 on the non-implicit rows
-        and 0 on the implicit ones; the threshold 1/2 separates them with room for rounding. The cap on
-        lam makes a row whose slack cannot exceed about ``interior_tol`` count as implicit.
-        """
-        x_f = self._feasible_point
-        if x_f is None:
-            return None
-        settings = current()
-        x_p, Z, A_r, b_r, flat = self._reduced
-        noise = self._row_noise(self.A, self.b, x_p)
-        # Rows constant on the flat {E x = f} hold with equality on all of P iff that constant slack is 0.
-        flat_implicit = np.flatnonzero(flat & (b_r <= settings.feasibility_tol + noise))
-        rows = np.flatnonzero(~flat)
-        k, m = Z.shape[1], rows.size
-        if k == 0 or m == 0:
-            return x_f, flat_implicit
-        A = A_r[rows]
-        w_f = Z.T @ (x_f - x_p)
-        # A row counts as implicit when its slack cannot exceed interior_tol plus its own rounding:
-        # s_i enters with weight 1 + noise_i / interior_tol, so s_i = 1 needs that much more slack.
-        # The weight is capped where the rounding reaches half the set's own size: such a row's slack
-        # cannot be told from its noise at all, and it is kept (not implicit) when the set gives it room.
-        weight = 1.0 + np.minimum(noise[rows], 0.5) / settings.interior_tol
-        slack = np.clip(b_r[rows] - A @ w_f, 0.0, 1.0)
-        A_ub = scipy.sparse.hstack([scipy.sparse.csr_matrix(A), scipy.sparse.diags(weight),
-                                    scipy.sparse.csr_matrix(-slack[:, None])], format="csr")
-        cost = np.concatenate([np.zeros(k), np.ones(m), [0.0]])
-        lower = np.concatenate([np.full(k, -np.inf), np.zeros(m), [1.0]])
-        upper = np.concatenate([np.full(k, np.inf), np.ones(m), [1.0 / settings.interior_tol]])
-        try:
-            result = solve_lp(cost, A_ub=A_ub, b_ub=np.zeros(m), lb=lower, ub=upper, maximize=True)
-        except Infeasible as error:
-            raise SolverError(f"{self!r}: the implicit-equality LP is infeasible although the polytope "
-                              "has a feasible point; the system is too ill-conditioned") from error
-        lam = result.x[-1]
-        slack_indicator = result.x[k:k + m]
-        implicit = np.union1d(rows[slack_indicator < 0.5], flat_implicit)
-        return x_f + Z @ (result.x[:k] / lam), implicit
+        """The affine hull, or None if P is empty; found with two LPs (see ``polytope_hull.implicit_rows``)."""
+        return affine_hull_of(self)
 
     @property
     def dim(self) -> int:
@@ -382,27 +272,7 @@ class Polytope:
     @cached_property
     def _ball(self) -> tuple[np.ndarray, float]:
         """Chebyshev centre (k,) and radius of the reduced system ``A w <= b`` of the affine hull."""
-        hull = self.affine_hull()
-        k = hull.dim
-        if k == 0:
-            return np.zeros(0), 0.0
-        if hull.A.shape[0] == 0:
-            return np.zeros(k), np.inf
-        A_ub = np.hstack([hull.A, np.ones((hull.A.shape[0], 1))])
-        cost = np.concatenate([np.zeros(k), [1.0]])
-        lower = np.concatenate([np.full(k, -np.inf), [0.0]])
-        try:
-            try:
-                result = solve_lp(cost, A_ub=A_ub, b_ub=hull.b, lb=lower, maximize=True)
-                return result.x[:k], float(result.x[k])
-            except Unbounded:
-                # Balls of every radius fit; one of radius 1 gives the interior point to return.
-                upper = np.concatenate([np.full(k, np.inf), [1.0]])
-                result = solve_lp(cost, A_ub=A_ub, b_ub=hull.b, lb=lower, ub=upper, maximize=True)
-                return result.x[:k], np.inf
-        except Infeasible as error:
-            raise SolverError(f"{self!r}: the Chebyshev LP of a nonempty polytope was declared infeasible; "
-                              "the system is too ill-conditioned") from error
+        return chebyshev_ball(self)
 
     def chebyshev(self) -> tuple[np.ndarray, float]:
         """The centre (d,) and radius of the largest ball inside P within the affine set ``{E x = f}``.
@@ -604,27 +474,6 @@ class Polytope:
         return hull.to_ambient(walks)
 
 
-def _least_feasible(A: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """A point w (k,) of ``{A w <= b}`` of least max-norm, by one LP in (w, t); Infeasible if none.
-
-    The least point, rather than any vertex, is the frame's origin (see ``Polytope._normal``): a vertex
-    on a row far out (``x <= 1e200``) would put the frame where the other rows are lost in rounding.
-    """
-    k = A.shape[1]
-    eye = scipy.sparse.identity(k, format="csr")
-    t_column = scipy.sparse.csr_matrix(-np.ones((k, 1)))
-    A_ub = scipy.sparse.vstack([scipy.sparse.hstack([scipy.sparse.csr_matrix(A),
-                                                     scipy.sparse.csr_matrix((A.shape[0], 1))]),
-                                scipy.sparse.hstack([eye, t_column]), scipy.sparse.hstack([-eye, t_column])],
-                               format="csr")
-    cost = np.zeros(k + 1)
-    cost[-1] = 1.0
-    # Two rows per coordinate and the cost on t alone: on thousands of coordinates the dual simplex stalls
-    # in degenerate pivots where the interior-point method takes seconds.
-    result = solve_lp(cost, A_ub=A_ub, b_ub=np.concatenate([b, np.zeros(2 * k)]), ipm_first=k > 500)
-    return result.x[:k]
-
-
 # --------------------------------------------------------------------- construction helpers
 
 def _restore(A, b, E, f, empty: bool) -> Polytope:
@@ -632,83 +481,3 @@ def _restore(A, b, E, f, empty: bool) -> Polytope:
     polytope = Polytope.__new__(Polytope)
     polytope._set_arrays(*(np.array(array, dtype=np.float64) for array in (A, b, E, f)), bool(empty))
     return polytope
-
-
-def _real_array(value, name: str) -> np.ndarray:
-    """``value`` as a fresh float64 array; complex input is refused (its imaginary part would be dropped)."""
-    array = np.array(value)
-    if np.iscomplexobj(array):
-        raise ValueError(f"{name} is complex; a polytope needs real float64 data")
-    try:
-        return np.array(array, dtype=np.float64)
-    except (TypeError, ValueError) as error:
-        raise ValueError(f"{name} cannot be read as float64 numbers: {error}") from error
-
-
-def _finite_matrix(M, name: str) -> np.ndarray:
-    """M as a fresh (r, d) float64 array; ShapeError unless 2-D, ValueError on NaN, inf or complex."""
-    array = _real_array(M, name)
-    if array.ndim != 2:
-        raise ShapeError(f"{name} must be a 2-D matrix, got shape {array.shape}")
-    bad = ~np.isfinite(array)
-    if np.any(bad):
-        i, j = np.argwhere(bad)[0]
-        raise ValueError(f"{name} contains {array[i, j]!r} at ({i}, {j}); entries must be finite")
-    return array
-
-
-def _right_hand_side(v, rows: int, name: str, matrix_name: str, matrix_shape) -> np.ndarray:
-    """v as a fresh (rows,) float64 array; ShapeError on mismatch, ValueError on NaN or complex."""
-    array = _real_array(v, name)
-    if array.shape != (rows,):
-        raise ShapeError(f"{name} must have shape ({rows},) to match {matrix_name} of shape "
-                         f"{tuple(matrix_shape)}, got {array.shape}")
-    if np.any(np.isnan(array)):
-        raise ValueError(f"{name} contains NaN at index {int(np.argmax(np.isnan(array)))}")
-    return array
-
-
-def _unit_rows(M, v, matrix_name: str, rhs_name: str):
-    """Rows of M (r, d) scaled to unit norm with v (r,), without under- or overflow; and the zero rows.
-
-    Each row is divided by its largest entry before its norm is taken, so rows of size 1e-170 or 1e160
-    keep their direction. A right-hand side whose scaled value overflows is refused: the row would
-    otherwise silently become "no constraint" or "no point".
-    Returns (M_unit, v_unit, zero) with zero (r,) bool; zero rows are returned as they are.
-    """
-    largest = np.max(np.abs(M), axis=1, initial=0.0)
-    zero = largest == 0.0
-    safe = np.where(zero, 1.0, largest)
-    M = M / safe[:, None]
-    norms = np.linalg.norm(M, axis=1)
-    norms[zero] = 1.0
-    with np.errstate(over="ignore", invalid="ignore"):
-        v_unit = v / safe / norms
-    overflow = np.flatnonzero(~zero & np.isfinite(v) & ~np.isfinite(v_unit))
-    if overflow.size:
-        i = int(overflow[0])
-        raise ValueError(f"row {i} of {matrix_name}: {rhs_name}[{i}] = {v[i]!r} divided by the row's norm "
-                         f"(largest entry {largest[i]!r}) overflows float64; rescale the constraint")
-    return M / norms[:, None], v_unit, zero
-
-
-def _normalise_inequalities(A, b, tol):
-    """Unit-norm rows; zero rows and ``b = +inf`` rows dropped. Returns (A, b, empty)."""
-    A, scaled, zero = _unit_rows(A, b, "A", "b")
-    empty = bool(np.any(zero & (b < -tol))) or bool(np.any(scaled == -np.inf))
-    keep = ~zero & (scaled < np.inf)
-    return A[keep], scaled[keep], empty
-
-
-def _normalise_equalities(E, f, tol):
-    """Unit-norm rows; zero rows with ``|f| <= tol`` dropped. Returns (E, f, empty)."""
-    E, scaled, zero = _unit_rows(E, f, "E", "f")
-    empty = bool(np.any(zero & (np.abs(f) > tol)))
-    return E[~zero], scaled[~zero], empty
-
-
-def _empty_system(d: int):
-    """The canonical empty system in R^d: ``x_1 <= -1`` and ``-x_1 <= -1``."""
-    A = np.zeros((2, d))
-    A[0, 0], A[1, 0] = 1.0, -1.0
-    return A, np.array([-1.0, -1.0]), np.zeros((0, d)), np.zeros(0)
