@@ -151,6 +151,9 @@ def test_graph_in_the_plane_of_high_dimensional_inputs(wide):
     # the points lie in the plane: x0 + s (x1 - x0) + t (x2 - x0)
     st = np.linalg.lstsq(np.stack([x1 - x0, x2 - x0], 1), (path.points - x0).T, rcond=None)[0].T
     np.testing.assert_allclose(path.plane(st), path.points, atol=1e-10)
+    strip = pat.exact_geodesic(net, x0, x1, method="graph", through=x2, domain=pim.Box([0.0, -0.1], [1.0, 0.1]))
+    _check_path(net, strip, x0, x1)
+    assert path.length <= strip.length <= path.lengths["segment"]
     default = pat.exact_geodesic(net, x0, x1, method="graph", margin=0.1, layer=1)
     _check_path(net, default, x0, x1, layer=1)
     assert default.length <= pat.exact_geodesic(net, x0, x1, layer=1).length
@@ -164,6 +167,8 @@ def test_bad_input_and_plot(vee):
         pat.exact_geodesic(net, [0.0, 0.0], [1.0, 0.0], layer=2)
     with pytest.raises(PreimageError, match="x1 lies outside the domain"):
         pat.exact_geodesic(net, [-2.0, 0.0], [5.0, 0.0], method="graph", domain=box)
+    with pytest.raises(ShapeError, match="R\\^3"):
+        pat.exact_geodesic(net, [0.0, 0.0], [1.0, 0.0], method="graph", domain=pim.Box(-np.ones(3), np.ones(3)))
     path = pat.exact_geodesic(net, [-2.0, 0.0], [2.0, 0.0], method="graph", domain=box)
     ax = viz.plot_geodesic(path.paths)
     assert ax.has_data() and len(ax.get_lines()) == 3

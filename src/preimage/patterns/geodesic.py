@@ -238,7 +238,15 @@ def _graph(net, ends, layer, domain, through, margin, budget, rng):
     from ..geometry import Box
     from ..regions import regions as enumerate_regions
 
-    in_plane = through is not None or (domain is None and net.input_dim > 2)
+    from ..geometry import Polytope
+
+    if domain is not None and not isinstance(domain, (Box, Polytope)):
+        raise TypeError(f"domain must be a Box, a Polytope or None, got {type(domain).__name__}")
+    ambient = None if domain is None else domain.dim if isinstance(domain, Box) else domain.dim_ambient
+    in_plane = through is not None or (net.input_dim > 2 and ambient in (None, 2))
+    if ambient is not None and ambient != (2 if in_plane else net.input_dim):
+        raise ShapeError(f"domain lives in R^{ambient}; the region graph is of "
+                         + ("the plane (s, t), R^2" if in_plane else f"the input space, R^{net.input_dim}"))
     if in_plane:
         graph_net, plane = _plane_network(net, ends, through, rng)
         if domain is None:
@@ -246,7 +254,7 @@ def _graph(net, ends, layer, domain, through, margin, budget, rng):
         a, b = np.zeros(2), np.array([1.0, 0.0])
     else:
         graph_net, plane, (a, b) = net, None, ends
-    if domain is not None and hasattr(domain, "contains") and domain.dim == len(a):
+    if domain is not None:
         outside = ~np.asarray(domain.contains(np.vstack([a, b])))
         if outside.any():
             where = "in the plane's (s, t) coordinates " if in_plane else ""
@@ -272,12 +280,13 @@ def exact_geodesic(net, x0, x1, *, method: str = "segment", layer: int | None = 
         in the region adjacency graph, in Hamming steps of ``layer``; never longer than the segment's
         when the segment lies in the enumerated domain).
     layer : an index into ``net.layers`` (Hamming of that layer's pattern) or None (all kinked layers).
-    domain : for "graph", a Box or Polytope of inputs to enumerate. With inputs of dimension <= 2 and no
-        ``through``, the graph is of the input space (None: all of R^d). Otherwise it is of the plane
-        x0 + s (x1 - x0) + t (x2 - x0) through x0, x1 and x2 = ``through`` (None: x2 - x0 a seeded random
-        direction orthogonal to x1 - x0 of the same length), and ``domain`` is a Box in (s, t), default
-        ``[-margin, 1 + margin]^2``: the path is the shortest within that plane, exact there, an upper
-        bound on the shortest in the whole input space.
+    domain : for "graph", a Box or Polytope to enumerate. The graph is of the input space (domain in R^d;
+        None: all of R^d) for inputs of dimension <= 2, or a domain of dimension d, when ``through`` is
+        None. Otherwise it is of the plane x0 + s (x1 - x0) + t (x2 - x0) through x0, x1 and
+        x2 = ``through`` (None: x2 - x0 a seeded random direction orthogonal to x1 - x0 of the same
+        length), and ``domain`` is in (s, t) coordinates (x0 at (0, 0), x1 at (1, 0)), default
+        ``[-margin, 1 + margin]^2``: the path is the shortest within that part of the plane, exact there,
+        an upper bound on the shortest in the whole input space. Both ends must lie in the domain.
     data : (m, d) inputs for the conditional geodesic compared beside (k its neighbours); budget : a
         ``pim.Budget`` for the enumeration; rng : the plane's random direction.
     Returns an :class:`ExactGeodesic`; points (T + 1, d) start at x0 and end at x1.
