@@ -170,6 +170,7 @@ def test_bad_input_and_plot(vee):
     with pytest.raises(ShapeError, match="R\\^3"):
         pat.exact_geodesic(net, [0.0, 0.0], [1.0, 0.0], method="graph", domain=pim.Box(-np.ones(3), np.ones(3)))
     path = pat.exact_geodesic(net, [-2.0, 0.0], [2.0, 0.0], method="graph", domain=box)
-    ax = viz.plot_geodesic(path.paths)
+    ax = viz.plot_geodesic(path)
     assert ax.has_data() and len(ax.get_lines()) == 3
+    assert [line.get_label().split()[0] for line in ax.get_lines()] == ["graph", "segment", "midpoint"]
     plt.close("all")

@@ -235,10 +235,8 @@ def _plane_network(net, ends, through, rng):
 
 def _graph(net, ends, layer, domain, through, margin, budget, rng):
     """Points, patterns, node indices, graph, plane map and completeness of the shortest region path."""
-    from ..geometry import Box
+    from ..geometry import Box, Polytope
     from ..regions import regions as enumerate_regions
-
-    from ..geometry import Polytope
 
     if domain is not None and not isinstance(domain, (Box, Polytope)):
         raise TypeError(f"domain must be a Box, a Polytope or None, got {type(domain).__name__}")
@@ -277,8 +275,9 @@ def exact_geodesic(net, x0, x1, *, method: str = "segment", layer: int | None = 
     """The exact path in pattern space from x0 to x1 through linear regions (see the module docstring).
 
     method : "segment" (the regions the straight segment crosses, exact) or "graph" (the shortest path
-        in the region adjacency graph, in Hamming steps of ``layer``; never longer than the segment's
-        when the segment lies in the enumerated domain).
+        in the region adjacency graph, in Hamming steps of ``layer``; the domain is convex and holds both
+        ends, so the segment's regions are a path of that graph and, when the segment crosses no region
+        vertex, the graph path is never longer).
     layer : an index into ``net.layers`` (Hamming of that layer's pattern) or None (all kinked layers).
     domain : for "graph", a Box or Polytope to enumerate. The graph is of the input space (domain in R^d;
         None: all of R^d) for inputs of dimension <= 2, or a domain of dimension d, when ``through`` is
