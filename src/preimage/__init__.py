@@ -18,8 +18,8 @@ from .network import Activation, AffineMap, Layer, Network
 from .network.load import load
 from .patterns import Patterns
 from .patterns import (
-    bernoulli_test, constellations, dataset_patterns, hamming_knn, hook_patterns, random_pair_distances,
-    unit_statistics,
+    bernoulli_test, constellations, dataset_patterns, exact_geodesic, hamming_knn, hook_patterns,
+    random_pair_distances, unit_statistics,
 )
 from .preimages import (
     Activity, AnyOf, ArgMax, Budget, ConeForm, InputPolytope, LayerClassification, LayerPreimage, NeuronRange,
@@ -47,7 +47,7 @@ __all__ = [
     "serra_bound", "point_with_pattern", "region_statistics",
     "Settings", "configure", "current",
     "hamming_knn", "dataset_patterns", "hook_patterns", "unit_statistics", "random_pair_distances",
-    "bernoulli_test", "constellations",
+    "bernoulli_test", "constellations", "exact_geodesic",
     "errors", "PreimageError", "ModelError", "UnsupportedOperation", "ShapeError", "ImportMismatch",
     "EmptyDomainError", "Infeasible", "Unbounded", "SolverError",
     "conv", "ConvLayer", "network_nesting", "nesting_over_checkpoints", "slice_region_count", "ConeError",

@@ -4,7 +4,9 @@ from .bernoulli import BernoulliTest, bernoulli_patterns, bernoulli_test
 from .clustering import ClusterCurve, cluster_curve, constellations
 from .dataset import dataset_patterns, digits, iter_batches, load_patterns, save_patterns
 from .first_layer import FoldedNormalFit, folded_normal_fit, hyperplane_distances, zero_one_agreement
-from .geodesic import GeodesicPath, conditional_geodesic, midpoint_geodesic, path_hamming
+from .geodesic import (
+    ExactGeodesic, GeodesicPath, conditional_geodesic, exact_geodesic, midpoint_geodesic, path_hamming,
+)
 from .hamming import activity_distances, hamming_knn, hamming_pairs, pairwise_hamming, random_pair_distances
 from .hooks import activation_modules, functional_activations, hook_patterns, hook_preactivations
 from .local_maps import (
@@ -26,5 +28,5 @@ __all__ = [
     "local_maps", "local_map_spectrum", "greedy_decomposition", "GreedyDecomposition", "angle_vs_noise",
     "map_angles",
     "VARIANTS", "build_mlp", "NormalisationStudy", "normalisation_study",
-    "GeodesicPath", "path_hamming", "conditional_geodesic", "midpoint_geodesic",
+    "GeodesicPath", "path_hamming", "conditional_geodesic", "midpoint_geodesic", "ExactGeodesic", "exact_geodesic",
 ]

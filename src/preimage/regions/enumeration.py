@@ -104,24 +104,42 @@ class RegionGraph:
         steps = [int(np.sum(bits[i] != bits[i + 1])) for i in range(len(L) - 1)]
         return RegionPath(indices, mids, steps)
 
-    def shortest_path(self, x0, x1) -> RegionPath:
+    def shortest_path(self, x0, x1, *, layer: int | None = None) -> RegionPath:
         """The shortest path in the region graph from x0's region to x1's, in Hamming steps of the pattern.
 
-        The inputs are each region's witness (the end points themselves at the ends).
+        layer : an index into ``net.layers`` (count only that layer's bits) or None (every kinked unit).
+        With a layer, a hop across a facet of another layer costs nothing, so each hop also costs
+        ``1 / (2 (n + 1))`` for n regions (under one bit over any path): among the paths of least length
+        the one of fewest hops wins. The inputs are each region's witness (the end points themselves at
+        the ends); ``steps`` counts the bits of ``layer`` (all bits when None).
         """
         ends = self.locate(np.stack([np.asarray(x0, dtype=np.float64).reshape(-1),
                                      np.asarray(x1, dtype=np.float64).reshape(-1)]))
         if np.any(ends < 0):
             raise PreimageError("an end point lies in no enumerated region (outside the domain, or the "
                                 "enumeration is incomplete)")
+        if layer is None:
+            weight = "hamming"
+        else:
+            if layer not in self.net.hidden:
+                raise ShapeError(f"layer {layer} has no pattern; layers with patterns: {self.net.hidden}")
+            mask = np.array([lay == layer for lay, _ in _unit_names(self.net)])
+            hop = 1.0 / (2.0 * (len(self) + 1))
+
+            def weight(a, b, _data):
+                return np.count_nonzero((self.regions[a].pattern != self.regions[b].pattern) & mask) + hop
         try:
-            nodes = nx.shortest_path(self.graph, int(ends[0]), int(ends[1]), weight="hamming")
+            nodes = nx.shortest_path(self.graph, int(ends[0]), int(ends[1]), weight=weight)
         except nx.NetworkXNoPath:
             raise PreimageError("the two regions are not connected in the region graph") from None
         inputs = np.stack([self.regions[i].witness for i in nodes])
         inputs[0] = np.asarray(x0, dtype=np.float64).reshape(-1)
         inputs[-1] = np.asarray(x1, dtype=np.float64).reshape(-1)
-        steps = [self.graph.edges[a, b]["hamming"] for a, b in zip(nodes[:-1], nodes[1:])]
+        if layer is None:
+            steps = [self.graph.edges[a, b]["hamming"] for a, b in zip(nodes[:-1], nodes[1:])]
+        else:
+            steps = [int(np.count_nonzero((self.regions[a].pattern != self.regions[b].pattern) & mask))
+                     for a, b in zip(nodes[:-1], nodes[1:])]
         return RegionPath(nodes, inputs, steps)
 
 

@@ -156,7 +156,10 @@ def plot_angle_vs_noise(result: dict, *, ax=None):
 
 
 def plot_geodesic(paths: dict, *, ax=None):
-    """Sec. 5: Hamming distance of each step along one or more paths ({label: GeodesicPath})."""
+    """Sec. 5: Hamming distance of each step along one or more paths ({label: GeodesicPath}, or an
+    ``ExactGeodesic``: its path beside the segment, midpoint and conditional ones it was compared with)."""
+    if hasattr(paths, "paths"):
+        paths = paths.paths
     ax = _axes(ax)
     for label, path in paths.items():
         ax.plot(np.arange(1, len(path.steps) + 1), path.steps, marker="o", label=f"{label} (total {path.length})")
