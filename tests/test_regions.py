@@ -319,3 +319,21 @@ def test_bad_input_is_refused():
         line(net, np.zeros(2), np.zeros(2))
     with pytest.raises(pim.ShapeError):
         point_with_pattern(net, [True, False])
+
+
+def test_plane_network_is_the_network_on_the_plane(rng):
+    net = pim.load(mlp((12, 8), seed=5, inputs=6, outputs=3, final_relu=False))
+    origin, u, v = rng.standard_normal((3, 6))
+    planar = pim.plane_network(net, origin, u, v)
+    assert planar.input_dim == 2 and len(planar.layers) == len(net.layers)
+    st = rng.uniform(-2, 2, (400, 2))
+    X = origin + st[:, :1] * u + st[:, 1:] * v
+    np.testing.assert_allclose(planar.forward(st), net.forward(X), rtol=0, atol=1e-12)
+    # the same slice's regions: one pattern per face, equal on the planar network and on the original
+    partition = slice2d(net, origin, u, v, square(1.0))
+    np.testing.assert_array_equal(partition.planar_network().patterns(partition.centres()).bits(),
+                                  net.patterns(partition.witnesses()).bits())
+    with pytest.raises(pim.errors.ShapeError, match="linearly independent"):
+        pim.plane_network(net, origin, u, 2 * u)
+    with pytest.raises(pim.errors.ShapeError, match="origin"):
+        pim.plane_network(net, origin[:5], u, v)

@@ -28,7 +28,7 @@ from .preimages import (
 )
 from .regions import (
     Region, RegionGraph, Slice2D, count_regions, line, plane_through, point_with_pattern, region, region_statistics,
-    regions, serra_bound, slice2d,
+    regions, serra_bound, slice2d, plane_network,
 )
 from .settings import Settings, configure, current
 from .conv import ConvLayer, nesting_over_checkpoints, network_nesting, slice_region_count
@@ -44,7 +44,7 @@ __all__ = [
     "Activity", "Pattern", "ArgMax", "OutputPolytope", "NeuronRange", "InputPolytope", "AnyOf",
     "inverse_set", "InverseSet",
     "region", "Region", "line", "slice2d", "plane_through", "Slice2D", "regions", "RegionGraph", "count_regions",
-    "serra_bound", "point_with_pattern", "region_statistics",
+    "serra_bound", "point_with_pattern", "region_statistics", "plane_network",
     "Settings", "configure", "current",
     "hamming_knn", "dataset_patterns", "hook_patterns", "unit_statistics", "random_pair_distances",
     "bernoulli_test", "constellations", "exact_geodesic",

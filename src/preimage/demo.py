@@ -6,6 +6,11 @@
    infinite set of which dimension; Behrmann et al.'s singleton test beside the direct classification.
 4. Carlsson et al.'s Figure 1 (left): a 2-D layer, its hyperplanes, the basis e_i, and the preimages
    of activities in different sign sectors (a point, a ray, a cone).
+5. Carlsson et al.'s Figure 1 (right): a 2-D input network of three ReLU layers of two units; the exact
+   preimages (``pim.preimage``) of chosen activities at every level drawn in the input plane, the set
+   irreversibly mapped to (0, 0) among them.
+6. The exact ArgMax regions of the digits MLP on the plane through three test images (the MLP composed
+   with the plane's affine map is a 2-input network, searched by the same engine).
 
 Everything is written to an output folder (PNG figures, a CSV of every test image) atomically.
 """
@@ -22,12 +27,29 @@ from pathlib import Path
 import numpy as np
 
 from ._io import write_atomic
+from .geometry import Box
+from .network.affine import AffineMap
+from .network.layers import RELU, Layer
 from .network.load import load
 from .network.network import Network
+from .preimages.engine import preimage
 from .preimages.layer import layer_preimage, layer_preimages, singleton_test
+from .preimages.preimage_set import PreimageSet
+from .preimages.targets import Activity, ArgMax
+from .regions.partition import plane_network
 
-__all__ = ["DemoResult", "run_demo", "train_digits_mlp"]
+__all__ = ["DemoResult", "LevelPreimage", "PlaneRegions", "carlsson_network", "level_preimages", "plane_regions",
+           "run_demo", "train_digits_mlp"]
 
+# Carlsson et al.'s Figure 1 (right): (W, b) of three ReLU layers 2 -> 2 -> 2 -> 2, the inputs whose activities
+# are followed through the levels, and the window drawn.
+_CARLSSON_LAYERS = (
+    (((0.04, -1.59), (1.41, 1.57)), (0.15, -0.14)),
+    (((-1.31, 1.65), (0.42, 0.41)), (-0.31, -0.52)),
+    (((-0.15, 1.2), (-1.44, 0.01)), (-0.21, -0.45)),
+)
+_CARLSSON_POINTS = ((1.7, -1.1), (2.1, 0.0))
+_CARLSSON_VIEW = Box(np.array([-3.0, -3.0]), np.array([3.0, 3.0]))
 
 
 def _save_figure(fig, path: Path) -> None:
@@ -80,6 +102,8 @@ class DemoResult:
     figures: list = field(default_factory=list)
     agreement: int = 0
     checked: int = 0
+    levels: list = field(default_factory=list)
+    plane: "PlaneRegions | None" = None
 
 
 def _probability_lines(network: Network, probabilities) -> list[str]:
@@ -156,6 +180,144 @@ def _carlsson_figure(out: Path, seed: int):
     return path
 
 
+def carlsson_network(layers=_CARLSSON_LAYERS) -> Network:
+    """The 2-D input network of Carlsson et al.'s Figure 1 (right): three ReLU layers of two units.
+
+    layers : three ``(W (2, 2), b (2,))`` pairs; the default is the fixed network the demo draws.
+    """
+    return Network([Layer(AffineMap(np.array(W, dtype=np.float64), np.array(b, dtype=np.float64)), RELU,
+                          f"level {k + 1}") for k, (W, b) in enumerate(layers)], name="Carlsson 2-2-2-2")
+
+
+@dataclass(frozen=True, eq=False)
+class LevelPreimage:
+    """The exact preimage of one activity ``y`` (units,) at one level (``net.layers[level]``).
+
+    label : its legend text. point : the index of the chosen input whose activity ``y`` is, or None for
+    ``y = 0``. whole : the preimage in the whole input plane (``domain=None``; may be unbounded).
+    shown : the preimage within the window drawn (a bounded domain: it can be sampled).
+    """
+
+    level: int
+    y: np.ndarray
+    label: str
+    point: int | None
+    whole: PreimageSet
+    shown: PreimageSet
+
+    @property
+    def zero(self) -> bool:
+        return self.point is None
+
+
+def level_preimages(net: Network, points, view: Box) -> list[list[LevelPreimage]]:
+    """At every layer of a 2-input network: the exact preimages of the chosen inputs' activities and of 0.
+
+    points : (k, 2) inputs. view : the window (a Box) within which each preimage is also computed.
+    Returns one list per layer: the k activities' preimages, then the preimage of the zero activity (the
+    inputs irreversibly mapped to 0 there).
+    """
+    points = np.atleast_2d(np.asarray(points, dtype=np.float64))
+    activities = net.activations(points)
+    levels = []
+    for level, layer in enumerate(net.layers):
+        wanted = [(activities[level][k], f"$a^{level + 1}(x_{k + 1})$", k) for k in range(len(points))]
+        wanted.append((np.zeros(layer.out_features), "$a^{%d} = 0$" % (level + 1), None))
+        entries = []
+        for y, label, k in wanted:
+            target = Activity(level, y)
+            text = f"{label} = ({', '.join(f'{v:.2f}' for v in y)})" if k is not None else label
+            entries.append(LevelPreimage(level, y, text, k, preimage(net, target, None),
+                                         preimage(net, target, view)))
+        levels.append(entries)
+    return levels
+
+
+def _level_figure(out: Path, levels, points, view: Box):
+    import matplotlib
+
+    matplotlib.use("Agg", force=False)
+    import matplotlib.pyplot as plt
+
+    from .viz.preimage_plot import plot_level_preimages
+
+    fig, axes = plt.subplots(1, len(levels), figsize=(5.2 * len(levels), 5.0), squeeze=False)
+    bounds = (view.lo[0], view.hi[0], view.lo[1], view.hi[1])
+    plot_level_preimages([[(e.label, e.whole, e.shown, e.zero) for e in entries] for entries in levels],
+                         bounds=bounds, points=points, axes=axes[0])
+    fig.suptitle("Exact preimages through a 2-2-2-2 ReLU network, level by level "
+                 "(Carlsson et al., Fig. 1 right)")
+    path = out / "network_preimages_2d.png"
+    _save_figure(fig, path)
+    plt.close(fig)
+    return path
+
+
+@dataclass(frozen=True, eq=False)
+class PlaneRegions:
+    """The exact ArgMax regions of a classifier on the plane ``origin + s u + t v``, (s, t) in ``box``.
+
+    images : (3, d) the inputs the plane goes through, at (s, t) = (0, 0), (1, 0), (0, 1). labels : (3,)
+    their true classes. planar : the 2-input network ``(s, t) -> net(origin + s u + t v)``.
+    sets : one PreimageSet per class c, ``pim.preimage(planar, ArgMax(c), box)``.
+    """
+
+    images: np.ndarray
+    labels: np.ndarray
+    origin: np.ndarray
+    u: np.ndarray
+    v: np.ndarray
+    box: Box
+    planar: Network
+    sets: list
+
+    def to_input(self, st) -> np.ndarray:
+        """Plane coordinates (n, 2) -> inputs (n, d)."""
+        st = np.atleast_2d(np.asarray(st, dtype=np.float64))
+        return self.origin + st[:, :1] * self.u + st[:, 1:2] * self.v
+
+
+def plane_regions(net: Network, images, labels, margin: float = 0.25) -> PlaneRegions:
+    """The exact ArgMax set of every class of ``net`` on the plane through three inputs.
+
+    images : (3, d). labels : (3,). The plane's window is (s, t) in [-margin, 1 + margin]^2.
+    """
+    images = np.asarray(images, dtype=np.float64).reshape(3, -1)
+    origin, u, v = images[0], images[1] - images[0], images[2] - images[0]
+    planar = plane_network(net, origin, u, v)
+    box = Box(np.full(2, -float(margin)), np.full(2, 1.0 + float(margin)))
+    sets = [preimage(planar, ArgMax(c), box) for c in range(net.output_dim)]
+    return PlaneRegions(images, np.asarray(labels), origin, u, v, box, planar, sets)
+
+
+def _plane_images(y: np.ndarray) -> np.ndarray:
+    """The indices of the first test images of the first three distinct labels."""
+    _, first = np.unique(y, return_index=True)
+    return np.sort(first)[:3]
+
+
+def _plane_figure(out: Path, plane: PlaneRegions, predicted):
+    import matplotlib
+
+    matplotlib.use("Agg", force=False)
+    import matplotlib.pyplot as plt
+
+    from .viz.preimage_plot import plot_argmax_regions
+
+    fig, ax = plt.subplots(figsize=(7, 7))
+    marks = np.array([[0.0, 0.0], [1.0, 0.0], [0.0, 1.0]])
+    labels = [f"image {k + 1}: a {int(a)} (net: {int(b)})" for k, (a, b) in
+              enumerate(zip(plane.labels, predicted))]
+    box = plane.box
+    plot_argmax_regions(plane.sets, bounds=(box.lo[0], box.hi[0], box.lo[1], box.hi[1]), marks=marks,
+                        mark_labels=labels, ax=ax)
+    ax.set_title("Exact ArgMax regions of the digits MLP on the plane through three test images")
+    path = out / "plane_argmax_regions.png"
+    _save_figure(fig, path)
+    plt.close(fig)
+    return path
+
+
 def _probability_figure(out: Path, network: Network, probabilities):
     import matplotlib
 
@@ -182,6 +344,7 @@ def run_demo(out: str | os.PathLike = "preimage-demo", *, epochs: int = 300, n_t
     model, _, _, X_test, y_test, accuracy = train_digits_mlp(epochs=epochs, seed=seed)
     network = load(model)
     network.name = "digits MLP"
+    X_full, y_full = X_test, y_test
     if n_test is not None:
         X_test, y_test = X_test[:n_test], y_test[:n_test]
     echo(network.summary())
@@ -204,6 +367,24 @@ def run_demo(out: str | os.PathLike = "preimage-demo", *, epochs: int = 300, n_t
     write_atomic(table_path, buffer.getvalue().encode())
     figures = [_probability_figure(out, network, probabilities), _carlsson_figure(out, seed)]
     echo("")
+    carlsson = carlsson_network()
+    levels = level_preimages(carlsson, _CARLSSON_POINTS, _CARLSSON_VIEW)
+    figures.append(_level_figure(out, levels, np.array(_CARLSSON_POINTS), _CARLSSON_VIEW))
+    echo("exact preimages through a 2-2-2-2 ReLU network (Carlsson et al., Fig. 1 right):")
+    for entries in levels:
+        zero = entries[-1]
+        echo(f"  level {zero.level + 1}: " + "; ".join(
+            f"{'y = 0' if e.zero else f'y = a(x{e.point + 1})'} -> {e.whole.kind} (dim {e.whole.dim}, "
+            f"{len(e.whole)} pieces)" for e in entries))
+    chosen = _plane_images(y_full)
+    plane = plane_regions(network, X_full[chosen], y_full[chosen])
+    predicted = network.forward(plane.images).argmax(axis=1)
+    figures.append(_plane_figure(out, plane, predicted))
+    won = [(c, s) for c, s in enumerate(plane.sets) if len(s)]
+    echo(f"exact ArgMax regions on the plane through test images {', '.join(str(i) for i in chosen)} "
+         f"(labels {', '.join(str(int(v)) for v in plane.labels)}): " + ", ".join(
+             f"class {c} {len(s)} pieces {s.fraction().value:.1%}" for c, s in won))
+    echo("")
     echo(f"wrote {table_path}, " + ", ".join(str(p) for p in figures))
     echo(f"done in {time.perf_counter() - started:.1f} s")
-    return DemoResult(network, accuracy, probabilities, rows, figures, agreement, checked)
+    return DemoResult(network, accuracy, probabilities, rows, figures, agreement, checked, levels, plane)

@@ -379,9 +379,7 @@ class PreimageSet:
                 ax.add_patch(PolygonPatch(corners, closed=True, facecolor=color, alpha=alpha, edgecolor=edgecolor,
                                           **kwargs))
             elif section.dim == 1:
-                ends = section.minimal().vertices() if section.minimal().dim == section.dim_ambient else None
-                point = section.relative_interior_point()
-                ax.plot(*point, marker=".", color=color) if ends is None else ax.plot(*ends.T, color=color)
+                ax.plot(*section.vertices().T, color=color, lw=2.5)
             else:
                 ax.plot(*section.relative_interior_point(), marker="o", color=color)
         ax.set_xlim(s0, s1)

@@ -8,11 +8,12 @@ from .enumeration import RegionGraph, RegionPath, regions
 from .local import (
     PatternPoint, Region, RowRemovalBounds, StabilityProfile, point_with_pattern, region, row_removal_bounds,
 )
-from .partition import LinePartition, LineSegment, Slice2D, SliceRegion, line, plane_through, slice2d
+from .partition import LinePartition, LineSegment, Slice2D, SliceRegion, line, plane_network, plane_through, slice2d
 
 __all__ = [
     "region", "Region", "StabilityProfile", "RowRemovalBounds", "row_removal_bounds", "point_with_pattern",
-    "PatternPoint", "slice2d", "plane_through", "Slice2D", "SliceRegion", "line", "LinePartition", "LineSegment",
+    "PatternPoint", "slice2d", "plane_through", "plane_network", "Slice2D", "SliceRegion", "line", "LinePartition",
+    "LineSegment",
     "regions", "RegionGraph", "RegionPath", "count_regions", "RegionCount", "one_layer_regions",
     "one_layer_recursion", "serra_bound", "region_statistics", "RegionStatistics",
 ]

@@ -10,7 +10,7 @@ give (sparse convolutional layers included): vertex values are carried through `
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import cached_property
 
 import numpy as np
@@ -22,7 +22,7 @@ from ..patterns.packed import Patterns
 from . import _kernels
 from .local import Region, _as_network
 
-__all__ = ["Slice2D", "SliceRegion", "LinePartition", "LineSegment", "slice2d", "line"]
+__all__ = ["Slice2D", "SliceRegion", "LinePartition", "LineSegment", "slice2d", "line", "plane_network"]
 
 
 def _vector(net: Network, value, name: str) -> np.ndarray:
@@ -203,6 +203,10 @@ class Slice2D:
         """Every face as a :class:`SliceRegion` (builds an affine map per region: for small slices)."""
         return [self.region(i) for i in range(len(self))]
 
+    def planar_network(self) -> Network:
+        """The network on the slice's plane: a 2-input network of (s, t) (see :func:`plane_network`)."""
+        return plane_network(self.net, self.origin, self.u, self.v)
+
     def plot(self, ax=None, color: str = "pattern", boundary: bool = True, **kwargs):
         """Draw the faces coloured by "pattern", "class" or "lipschitz", the decision boundary on top."""
         from ..viz.regions_plot import plot_slice
@@ -258,6 +262,23 @@ def slice2d(net, origin, u, v, bounds=((-1.0, 1.0), (-1.0, 1.0))) -> Slice2D:
     units = [net.layers[i].out_features for i in net.hidden]
     patterns = Patterns([_words(b) for b in layer_bits], units, net.hidden)
     return Slice2D(net, origin, u, v, bounds, np.ascontiguousarray(P), face_ptr, face_vtx, patterns, outputs)
+
+
+def plane_network(net, origin, u, v) -> Network:
+    """The network composed with the plane's affine map ``(s, t) -> origin + s u + t v``: a 2-input network.
+
+    net : a Network (or anything ``pim.load`` takes). origin, u, v : (d,) or input_shape arrays; u and v
+    linearly independent. The first layer's map becomes ``W (origin + [u v] (s, t)) + b`` (m, 2); the other
+    layers are the network's own, so every exact question about the plane (``pim.preimage`` of any
+    target, regions) is asked of the returned network with inputs (s, t).
+    """
+    net = _as_network(net)
+    origin, u, v, _ = _slice_basis(net, origin, u, v, ((0.0, 1.0), (0.0, 1.0)))
+    plane = AffineMap(np.stack([u, v], axis=1), origin)
+    first = net.layers[0]
+    layer = replace(first, affine=first.affine.compose(plane), input_shape=(2,), params=None,
+                    name=f"{first.name} on a plane" if first.name else "on a plane")
+    return Network((layer, *net.layers[1:]), name=f"{net.name} on a plane" if net.name else "on a plane")
 
 
 def plane_through(net, x1, x2, x3, margin: float = 0.0) -> Slice2D:
