@@ -10,6 +10,8 @@ import numpy as np
 
 from ..geometry import Polytope
 from ..geometry.cells import Cell
+from ..geometry.polytope import _restore
+from ..geometry.polytope_hull import AffineHull
 from ..network import Network
 
 @dataclass(eq=False)
@@ -55,9 +57,17 @@ def _from_cell(cell: Cell | None, d: int):
     if cell is None or cell.dim() < d:
         return None, None
     rows = cell.facets()
-    polytope = Polytope(cell.A[rows], cell.b[rows])
-    polytope.__dict__["_minimal_form"] = polytope
-    return polytope, cell.centroid()
+    # A cell's rows are unit-norm and finite already: the polytope takes them as they are.
+    polytope = _restore(cell.A[rows], cell.b[rows], np.zeros((0, d)), np.zeros(0), False)
+    centre = cell.centroid()
+    # The cell's vertices already decide what LPs would: nonempty, bounded, full-dimensional, minimal.
+    arrays = (centre, np.eye(d), polytope.A, polytope.b - polytope.A @ centre,
+              np.arange(len(rows)), np.zeros(0, dtype=int))
+    for array in arrays:
+        array.setflags(write=False)
+    polytope.__dict__.update(_minimal_form=polytope, _feasible_point=centre, _bounded=True,
+                             _hull=AffineHull(*arrays))
+    return polytope, centre
 
 
 def _subtract(P: Polytope, Q: Polytope, d: int) -> list[Polytope]:

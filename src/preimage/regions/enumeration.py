@@ -20,8 +20,9 @@ from ..errors import PreimageError, ShapeError
 from ..geometry import Box, Polytope
 from ..network import Network
 from ..patterns.packed import pack_bits
-from .local import Region, _as_network
+from .local import Region, _as_network, region_rows
 from .partition import line
+from .whole_space import default_scale, plane_pieces, region_facets, whole_space_pieces
 
 __all__ = ["RegionGraph", "RegionPath", "regions"]
 
@@ -183,29 +184,70 @@ def _probe_across(net: Network, polytope: Polytope, row: int) -> np.ndarray | No
     return point + step * A[row]
 
 
+def _whole_space(net: Network, budget, progress):
+    """The regions of all of R^d, each assembled from its pieces on the box and the side faces."""
+    from ..preimages.preimage_set import Piece, PreimageSet
+
+    d = net.input_dim
+    R = default_scale(net)
+    if d == 2:
+        pieces, complete = plane_pieces(net, scale=R), True
+        stats = {"search": "slice2d"}
+    else:
+        box_set, pieces, complete = whole_space_pieces(net, scale=R, budget=budget, progress=progress)
+        stats = dict(box_set.stats, search="engine")
+    X = np.array([p.witness for p in pieces]).reshape(-1, d)
+    bits = net.patterns(X).bits() if len(X) else np.zeros((0, 0), dtype=bool)
+    groups: dict[bytes, list[int]] = {}
+    for i, pattern in enumerate(bits):
+        groups.setdefault(_key(pattern), []).append(i)
+    found = []
+    for members in groups.values():
+        first = members[0]
+        reg = Region(net, bits[first], point=X[first], domain=None)
+        A, b, _ = region_rows(net, reg.maps, reg.slopes)
+        polytope = region_facets([pieces[i] for i in members], A, b, R)
+        if polytope is None:
+            polytope = reg.polytope
+        else:
+            polytope.__dict__["_feasible_point"] = X[first]
+            reg.__dict__["polytope"] = polytope
+        found.append(FoundRegion(polytope, X[first], bits[first], reg))
+    out = [Piece(r.polytope, r.witness, True, r.pattern, r.region.affine) for r in found]
+    stats.update(charts=2 * d, box_half_width=R)
+    return found, PreimageSet(out, net=net, target=[], domain=None, complete=complete, undecided=[], stats=stats)
+
+
 def regions(net, domain=None, *, budget=None, progress: bool | None = False) -> RegionGraph:
     """Every linear region inside ``domain`` (a Box, a Polytope, or None: all of R^d) and their graph.
 
-    For low-dimensional inputs (the search visits every region). budget : a ``pim.Budget`` for the search;
-    when it stops the search, ``complete`` is False and the graph holds the regions found so far.
+    For low-dimensional inputs (the search visits every region). All of R^d is covered by 1 + 2d bounded
+    faces (a box and the charts at infinity of :mod:`.whole_space`): in the plane each face is partitioned
+    exactly by ``slice2d``; up to 8 inputs each is searched by the engine's vertex search; above, the engine
+    searches R^d by LPs. A region's facets are read off its pieces on the faces, without LPs.
+    budget : a ``pim.Budget`` for the searches (the plane's partition takes none); when it stops a search,
+    ``complete`` is False and the graph holds the regions found so far.
     Returns a :class:`RegionGraph`.
     """
-    from ..preimages.engine import preimage
+    from ..preimages.engine import _CELL_DIM, preimage
 
     net = _as_network(net)
     if not net.hidden:
         raise ShapeError("the network has no layer with a kink: it is affine, one region")
     if domain is not None and not isinstance(domain, (Box, Polytope)):
         raise TypeError(f"domain must be a Box, a Polytope or None, got {type(domain).__name__}")
-    found_set = preimage(net, [], domain, budget=budget, one_pattern_per_piece=True, progress=progress)
     d = net.input_dim
-    found: list[FoundRegion] = []
-    for piece in found_set.pieces:
-        if piece.polytope.dim < d:
-            continue
-        pattern = net.patterns(piece.witness[None]).bits()[0]
-        reg = Region(net, pattern, point=piece.witness, domain=domain, polytope=piece.polytope)
-        found.append(FoundRegion(piece.polytope, piece.witness, pattern, reg))
+    if domain is None and d <= _CELL_DIM:
+        found, found_set = _whole_space(net, budget, progress)
+    else:
+        found_set = preimage(net, [], domain, budget=budget, one_pattern_per_piece=True, progress=progress)
+        found = []
+        for piece in found_set.pieces:
+            if piece.polytope.dim < d:
+                continue
+            pattern = net.patterns(piece.witness[None]).bits()[0]
+            reg = Region(net, pattern, point=piece.witness, domain=domain, polytope=piece.polytope)
+            found.append(FoundRegion(piece.polytope, piece.witness, pattern, reg))
     graph = nx.Graph()
     for i, r in enumerate(found):
         graph.add_node(i, pattern=r.pattern)
