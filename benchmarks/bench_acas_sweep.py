@@ -73,8 +73,9 @@ def _load() -> dict:
 
 
 def _report(rows: list[dict], seconds: float, peer_timeout: float) -> str:
-    agree = sum(r["verdict"] == r["peer_verdict"] for r in rows)
     decided_peer = [r for r in rows if r["peer_verdict"] in ("safe", "unsafe")]
+    agree = sum(r["verdict"] == r["peer_verdict"] for r in decided_peer)
+    decided_ours = sum(r["verdict"] in ("safe", "unsafe") for r in rows)
     ours_total = sum(r["to_verdict"] for r in rows)
     set_total = sum(r["wall"] for r in rows)
     peer_total = sum(r["peer_wall"] if r["peer_wall"] is not None else peer_timeout for r in rows)
@@ -83,8 +84,9 @@ def _report(rows: list[dict], seconds: float, peer_timeout: float) -> str:
     lines = ["## ACAS Xu: 45 networks x properties 1-4 beside nnenum", "",
              f"Machine: {machine()}", "",
              __doc__.split("\n\n")[1].replace("\n", " "), "",
-             f"{len(rows)} cases. Same verdict as nnenum in {agree} of {len(rows)} "
-             f"({len(decided_peer)} decided by nnenum). Time to the verdict, all cases: ours {ours_total:.1f} s, "
+             f"{len(rows)} cases, {decided_ours} decided by us, {len(decided_peer)} by nnenum (it returns "
+             f"*unknown* on the others). Same verdict in {agree} of the {len(decided_peer)} cases nnenum "
+             f"decided. Time to the verdict, all cases: ours {ours_total:.1f} s, "
              f"nnenum {peer_total:.1f} s (ratio {ours_total / max(peer_total, 1e-9):.2f}; median per case "
              f"{statistics.median(r['to_verdict'] for r in rows):.3f} s vs "
              f"{statistics.median(r['peer_wall'] or peer_timeout for r in rows):.3f} s). Time to the sets "
@@ -100,7 +102,8 @@ def _report(rows: list[dict], seconds: float, peer_timeout: float) -> str:
         peer = f"{r['peer_verdict']} {r['peer_wall']:.2f} s" if r["peer_wall"] is not None else r["peer_verdict"]
         body.append([f"N{r['net']} prop_{r['prop']}", r["verdict"], f"{r['to_verdict']:.3f} s", kind,
                      f"{r['wall']:.2f} s", r["verify"], peer,
-                     "yes" if r["verdict"] == r["peer_verdict"] else "**no**"])
+                     "yes" if r["verdict"] == r["peer_verdict"] else
+                     "- (nnenum undecided)" if r["peer_verdict"] not in ("safe", "unsafe") else "**no**"])
     lines.append(table(["case", "verdict", "to verdict", "set", "to set", "verify", "nnenum", "same"], body))
     return "\n".join(lines) + "\n"
 
