@@ -278,3 +278,17 @@ def test_vertex_search_and_lp_search_give_the_same_set(seed, sizes, monkeypatch)
         full = [{p.pattern.tobytes() for p in s.pieces if p.polytope.dim == d} for s in (with_cells, with_lps)]
         assert full[0] == full[1]
         assert all(p.checked for p in with_cells.pieces)
+
+
+@pytest.mark.parametrize("seed, sizes", [(2, [3, 5, 4, 2]), (4, [4, 6, 2])])
+def test_pieces_of_the_vertex_search_know_their_facts_without_lps(seed, sizes):
+    """Cell pieces carry hull, boundedness and vertices; each equals what LPs find on the bare rows."""
+    net = random_net(seed, sizes)
+    result = preimage(net, ArgMax(0), cube(sizes[0]))
+    assert result.complete and result.pieces
+    for piece in result.pieces[:40]:
+        P = piece.polytope
+        bare = Polytope(P.A, P.b)
+        assert P.dim == bare.dim == sizes[0] and P.is_bounded() and not P.is_empty()
+        assert bare.minimal().n_ineq == P.n_ineq
+        np.testing.assert_allclose(P.volume().value, bare.volume().value, rtol=1e-9)

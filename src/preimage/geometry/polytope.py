@@ -66,6 +66,8 @@ class Polytope:
     dim_ambient : d. n_ineq : m. n_eq : p.
 
     Facts found by LPs use the settings in force when they are first asked for, and are then cached.
+    A polytope made from a cell of known vertices (the pieces of the engine's vertex search) keeps them
+    and measures its volume as their convex hull, with no LP.
     """
 
     def __init__(self, A, b, E=None, f=None):
@@ -428,6 +430,12 @@ class Polytope:
             return Volume(np.inf, 0.0, True)
         if k == 0:
             return Volume(1.0, 0.0, True)
+        known = self.__dict__.get("_vertex_set")
+        if known is not None and k == self.dim_ambient <= current().exact_volume_dim:
+            try:
+                return Volume(volume.hull_volume(known), 0.0, True)
+            except volume.HullError:
+                pass  # the LP path below
         normal = self._normal
         if normal is not self:
             found = normal.volume(relative=relative, rng=rng)

@@ -102,12 +102,16 @@ def exact_volume(A, b, interior) -> float:
         build their hull, with its defaults nor with triangulated output (callers fall back to the
         estimate).
     """
-    points = vertices(A, b, interior)
+    return hull_volume(vertices(A, b, interior))
+
+
+def hull_volume(points: np.ndarray) -> float:
+    """The k-dimensional volume of the convex hull of points (n, k) that span R^k; HullError as above."""
     k = points.shape[1]
     if k == 0:
         return 1.0
     if k == 1:
-        return float(points[1, 0] - points[0, 0])
+        return float(points[:, 0].max() - points[:, 0].min())
     # Centred and scaled to unit size, qhull's merging tolerances fit the points; triangulated output
     # ("Qt") then resolves the duplicate ridges that wide merges report on many near-degenerate vertices.
     centred = points - points.mean(axis=0)

@@ -66,7 +66,7 @@ def _from_cell(cell: Cell | None, d: int):
     for array in arrays:
         array.setflags(write=False)
     polytope.__dict__.update(_minimal_form=polytope, _feasible_point=centre, _bounded=True,
-                             _hull=AffineHull(*arrays))
+                             _hull=AffineHull(*arrays), _vertex_set=cell.V)
     return polytope, centre
 
 
