@@ -415,8 +415,8 @@ def one_torch_thread():
 
 
 def test_experiment_runs_end_to_end_and_plots(tmp_path, one_torch_thread):
-    def tiny(size):
-        return nn.Sequential(nn.Conv2d(1, 4, 3, padding=1, padding_mode="circular"), nn.ReLU(),
+    def tiny(channels, size):
+        return nn.Sequential(nn.Conv2d(channels, 4, 3, padding=1, padding_mode="circular"), nn.ReLU(),
                              nn.Conv2d(4, 4, 3, padding=1, padding_mode="circular"), nn.ReLU(), nn.Flatten(),
                              nn.Linear(4 * size * size, 10))
 
