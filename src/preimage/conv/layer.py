@@ -114,26 +114,35 @@ def facet_rotations(matrix, direction) -> np.ndarray:
     nearest axis' part), with ``a - e`` formed entry by entry, so that a small rotation keeps its digits.
     """
     matrix = sp.csr_matrix(matrix, dtype=np.float64)
+    matrix.sum_duplicates()
     direction = np.asarray(direction)
     m, n = matrix.shape
     if n == 1:
         return np.where(direction == 0, np.nan, 0.0)
-    signed = (sp.diags(np.where(direction < 0, -1.0, 1.0)) @ matrix).tocsr()
-    sums = np.asarray(signed.sum(axis=1)).ravel()
-    squares = np.asarray(signed.multiply(signed).sum(axis=1)).ravel()
+    counts = np.diff(matrix.indptr)
+    rows = np.repeat(np.arange(m), counts)
+    signed = matrix.data * np.where(direction < 0, -1.0, 1.0)[rows]
+    sums = np.bincount(rows, signed, minlength=m)
+    squares = np.bincount(rows, signed * signed, minlength=m)
     perp = np.sqrt(np.maximum(squares - sums ** 2 / n, 0.0))
     turned = perp > current().rank_rtol * np.sqrt(squares)
-    # the nearest axis is the largest entry (implicit zeros included: scipy counts them in a row not full)
-    nearest = np.asarray(signed.argmax(axis=1)).ravel()
-    axis_norm = np.sqrt(1.0 - 1.0 / n)
-    row_scale = 1.0 / np.where(turned, perp, 1.0)
-    # entry k of a - e is d_k + c: d = signed row / |perp| - e_nearest / axis_norm, c the constant parts
-    d = (sp.diags(row_scale) @ signed - sp.csr_matrix((np.full(m, 1.0 / axis_norm), (np.arange(m), nearest)),
-                                                       shape=(m, n))).tocsr()
-    c = -sums / n * row_scale + 1.0 / (n * axis_norm)
-    shifted = d.copy()
-    shifted.data = shifted.data + np.repeat(c, np.diff(d.indptr))
-    gap = np.asarray(shifted.multiply(shifted).sum(axis=1)).ravel() + (n - np.diff(d.indptr)) * c ** 2
+    # the nearest axis is at the largest entry of the signed row, or at an implicit zero where that is larger
+    largest = np.zeros(m)
+    filled = counts > 0
+    largest[filled] = np.maximum.reduceat(signed, matrix.indptr[:-1][filled])
+    implicit = (counts < n) & (largest < 0)
+    axis = 1.0 / np.sqrt(1.0 - 1.0 / n)
+    scale = 1.0 / np.where(turned, perp, 1.0)
+    # entry k of a - e, the row's orthogonal part minus the axis' (both of unit length), is term_k, less
+    # ``axis`` at the nearest axis; summing the squares term by term keeps a small rotation's digits
+    constant = -sums / n * scale + axis / n
+    terms = signed * scale[rows] + constant[rows]
+    ties = (signed == largest[rows]) & ~implicit[rows]
+    others = np.bincount(rows, np.where(ties, 0.0, terms * terms), minlength=m)
+    top = largest * scale + constant
+    tie_count = np.maximum(np.bincount(rows, ties, minlength=m) - 1, 0)
+    gap = others + (n - counts - implicit) * constant ** 2 + np.where(
+        implicit, (constant - axis) ** 2, tie_count * top ** 2 + (top - axis) ** 2)
     rotation = 2.0 * np.arctan2(np.sqrt(gap), np.sqrt(np.maximum(4.0 - gap, 0.0)))
     return np.where(direction == 0, np.nan, np.where(turned, rotation, 0.0))
 
