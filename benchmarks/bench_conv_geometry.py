@@ -51,6 +51,10 @@ def run(repeat: int = 5, sample_pairs: int = 64) -> str:
             _dense_pair_loop(outer.kernels, inner.kernels, outer.bias, inner.bias, picks)
             loop_seconds += (time.perf_counter() - start) / sample_pairs * c_out * c_in
 
+    second = conv_blocks(model, shape)[0][1].periodic()
+    cone_seconds, cones = timed(second.cones, repeat)
+    n_facets = second.matrix.shape[0]
+
     torch.manual_seed(0)
     full = conv_blocks(vgg_style(size=16), (1, 16, 16))[0][0]
     first = ConvLayer(full.weight[:6], full.bias[:6], full.input_shape, full.stride, full.padding, full.dilation,
@@ -82,6 +86,9 @@ def run(repeat: int = 5, sample_pairs: int = 64) -> str:
         [f"nesting, all {len(result.pairs)} layer pairs ({n_pairs} channel pairs), 3 x 32 x 32",
          f"{seconds:.3f} s", f"{loop_seconds:.1f} s (per-pair dense loop, 1 process, extrapolated)",
          f"{loop_seconds / seconds:.0f}x"],
+        [f"cones of conv 2 (64 -> 64 channels, 3 x 32 x 32 CNN, circular): apex, opening and rotation of "
+         f"all {n_facets} facets ({second.matrix.nnz} nonzeros), largest rotation {cones.rotation.max():.3f} rad",
+         f"{cone_seconds:.3f} s", "-", "-"],
         [f"regions of a circular 3 x 3 conv layer (6 channels, 1536 units, digits VGG) on the slice through 3 "
          f"upsampled digits: {regions}", f"{region_seconds:.3f} s", peer_cell, peer_ratio],
     ]

@@ -415,8 +415,8 @@ def one_torch_thread():
 
 
 def test_experiment_runs_end_to_end_and_plots(tmp_path, one_torch_thread):
-    def tiny(size):
-        return nn.Sequential(nn.Conv2d(1, 4, 3, padding=1, padding_mode="circular"), nn.ReLU(),
+    def tiny(channels, size):
+        return nn.Sequential(nn.Conv2d(channels, 4, 3, padding=1, padding_mode="circular"), nn.ReLU(),
                              nn.Conv2d(4, 4, 3, padding=1, padding_mode="circular"), nn.ReLU(), nn.Flatten(),
                              nn.Linear(4 * size * size, 10))
 
@@ -440,3 +440,100 @@ def test_slice_region_count_agrees_with_regioncam():
     cam.linear(np.ascontiguousarray(W.T, dtype=np.float32), b.astype(np.float32))
     cam.relu()
     assert slice_region_count(layer, np.zeros(2), np.array([1.0, 0.0]), np.array([0.0, 1.0])) == cam.num_faces
+
+
+PERIODIC_CASES = [c for c in LAYER_CASES if not (c[-1] == "zeros" and c[6] != 0)]
+
+
+def _orthogonal_basis(n):
+    """(n, n - 1) an orthonormal basis of the complement of the identity line, from a QR factorisation."""
+    q, _ = np.linalg.qr(np.column_stack([np.ones(n), np.eye(n)[:, : n - 1]]))
+    return q[:, 1:]
+
+
+@pytest.mark.parametrize("case", PERIODIC_CASES)
+def test_rotation_agrees_with_dense_angles_in_the_orthogonal_complement(case):
+    """Facet normals and the reference orthant's normals written in a basis of the complement of 1:
+    the smallest angle between them is each facet's rotation; the channel's is the smallest of its facets."""
+    rng = np.random.default_rng(14)
+    layer = _layer(case, rng)
+    cones = layer.cones()
+    M = layer.matrix.toarray()
+    n = M.shape[1]
+    basis = _orthogonal_basis(n)
+    sign = np.repeat(cones.direction, M.shape[0] // layer.channels).astype(float)
+    normals = (sign[:, None] * M) @ basis
+    axes = basis  # row i: e_i written in the basis
+    cosine = (normals @ axes.T) / (np.linalg.norm(normals, axis=1, keepdims=True)
+                                   * np.linalg.norm(axes, axis=1)[None, :])
+    expected = np.arccos(np.clip(cosine.max(axis=1), -1, 1)).reshape(layer.channels, -1)
+    assert np.allclose(layer.facet_rotations(), expected, atol=1e-7)
+    assert np.allclose(cones.rotation, expected.min(axis=1), atol=1e-7)
+    assert np.all((cones.rotation >= 0) & (cones.rotation < np.pi / 2))
+    if layer.is_circulant:
+        assert np.allclose(layer.facet_rotations(), cones.rotation[:, None], atol=1e-12)
+
+
+@pytest.mark.parametrize("case", PERIODIC_CASES)
+def test_rotation_is_invariant_to_positive_rescaling_and_to_reflection(case):
+    rng = np.random.default_rng(15)
+    layer = _layer(case, rng)
+    scale = 10.0 ** rng.uniform(-3, 3, size=layer.channels)
+    c_in, _, groups, _, _, stride, padding, dilation, mode = case
+    rescaled = ConvLayer(layer.weight * scale[:, None, None, None], layer.bias * scale, layer.input_shape, stride,
+                         padding, dilation, groups, mode)
+    assert np.allclose(rescaled.cones().rotation, layer.cones().rotation, rtol=1e-10, atol=1e-12)
+    # (w, b) -> (-w, b) is the cone's image under x -> -x, which maps each reference orthant to the other's
+    reflected = ConvLayer(-layer.weight, layer.bias, layer.input_shape, stride, padding, dilation, groups, mode)
+    assert np.array_equal(reflected.cones().direction, -layer.cones().direction)
+    assert np.allclose(reflected.cones().rotation, layer.cones().rotation, rtol=1e-10, atol=1e-12)
+
+
+@pytest.mark.parametrize("phi", [0.0, 0.3, -0.7, 1.0, np.pi / 3, 2.0, 3.0, -2.5])
+def test_rotation_of_a_circulant_cone_in_three_dimensions_is_known_in_closed_form(phi):
+    """In R^3 the orthant's facet normals lie 2 pi / 3 apart about the identity line; the circulant cone
+    of the kernel c 1 + cos(phi) u + sin(phi) v (u the first axis' part orthogonal to 1, v completing the
+    plane) is turned by phi, so its rotation is the distance from phi to the nearest multiple of 2 pi / 3.
+    Adding a constant to every tap moves the opening and leaves the rotation."""
+    basis = _orthogonal_basis(3)
+    u = np.array([2.0, -1.0, -1.0]) / np.sqrt(6.0)
+    v = np.cross(np.ones(3) / np.sqrt(3.0), u)
+    assert np.allclose(basis @ basis.T @ u, u) and np.allclose(basis @ basis.T @ v, v)
+    expected = abs((phi + np.pi / 3) % (2 * np.pi / 3) - np.pi / 3)
+    openings = []
+    for level in (0.2, 1.0, 5.0):
+        kernel = level + np.cos(phi) * u + np.sin(phi) * v
+        layer = ConvLayer(kernel[None, None, None], [0.4], (1, 1, 3), padding=(0, 0, 0, 2), padding_mode="circular")
+        assert layer.is_circulant
+        cones = layer.cones()
+        assert np.isclose(cones.rotation[0], expected, atol=1e-9)
+        assert np.allclose(layer.facet_rotations(), expected, atol=1e-9)
+        openings.append(cones.opening[0])
+    assert openings[0] < openings[1] < openings[2]
+
+
+def test_rotation_of_two_equal_taps_and_of_the_identity_filter():
+    """Two equal taps on n pixels: cos(rotation) = sqrt((n - 2) / (2 (n - 1))); one tap: 0; a filter summing
+    to zero: NaN; against a one-tap layer of its sign, the pairwise rotation of nesting is the same angle."""
+    weight = np.zeros((3, 1, 1, 2))
+    weight[0, 0, 0] = [1.0, 1.0]
+    weight[1, 0, 0] = [0.0, -2.0]
+    weight[2, 0, 0] = [1.0, -1.0]
+    layer = ConvLayer(weight, [0.1, 0.2, 0.3], (1, 4, 5), padding=(0, 0, 0, 1), padding_mode="circular")
+    rotation = layer.cones().rotation
+    assert np.isclose(rotation[0], np.arccos(np.sqrt(18 / 38)), atol=1e-12)
+    assert abs(rotation[1]) < 1e-14 and np.isnan(rotation[2])
+
+    rng = np.random.default_rng(16)
+    weight = rng.normal(size=(6, 1, 3, 3))
+    weight[:, 0, 1, 1] += 2.0 * np.where(np.arange(6) % 2, 1.0, -1.0)  # cones opening either way
+    cones_layer = ConvLayer(weight, rng.normal(size=6), (1, 6, 6), padding=1, padding_mode="circular")
+    cones = cones_layer.cones()
+    assert set(cones.direction.tolist()) == {-1, 1}
+    for sign in (-1.0, 1.0):
+        tap = np.zeros((1, 1, 3, 3))
+        tap[0, 0, 0, 0] = sign
+        identity = ConvLayer(tap, [0.0], (1, 6, 6), padding=1, padding_mode="circular")
+        pairwise = pair_geometry(slice_cones(cones_layer), slice_cones(identity)).rotation[:, 0]
+        mine = cones.direction == sign
+        assert np.allclose(pairwise[mine], cones.rotation[mine], atol=1e-7)

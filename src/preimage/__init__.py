@@ -10,7 +10,7 @@
 from . import conv, errors
 from .errors import (
     EmptyDomainError, ImportMismatch, Infeasible, ModelError, PreimageError, ShapeError, SolverError,
-    Unbounded, UnsupportedOperation, ConeError,
+    Unbounded, UnsupportedOperation, ConeError, DataError,
 )
 from .geometry import Box, Polytope, is_omnidirectional, solve_lp
 from .inverse import InverseSet, inverse_set
@@ -51,4 +51,5 @@ __all__ = [
     "errors", "PreimageError", "ModelError", "UnsupportedOperation", "ShapeError", "ImportMismatch",
     "EmptyDomainError", "Infeasible", "Unbounded", "SolverError",
     "conv", "ConvLayer", "network_nesting", "nesting_over_checkpoints", "slice_region_count", "ConeError",
+    "DataError",
 ]

@@ -210,6 +210,107 @@ def _regions(args) -> int:
     return 0
 
 
+def _write_png(path, figure) -> str:
+    import io
+
+    from ._io import write_atomic
+
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", dpi=110, bbox_inches="tight")
+    return str(write_atomic(path, buffer.getvalue()))
+
+
+def _model_nesting(args) -> list:
+    """The nesting of each model file: ONNX/NNet through the imported Network, torch weights through the
+    experiment's architecture named by --architecture."""
+    from pathlib import Path
+
+    from .conv import nesting_over_checkpoints, network_nesting
+    from .conv.experiment import ARCHITECTURES
+    from .errors import ShapeError
+    from .network.load import load
+
+    runs = []
+    for path in args.models:
+        if Path(path).suffix.lower() in (".pt", ".pth"):
+            if args.architecture is None or args.input_shape is None or len(args.input_shape) != 3:
+                raise ShapeError(f"{path} holds weights only: give --architecture ({', '.join(ARCHITECTURES)}) "
+                                 "and --input-shape C,H,W")
+            channels, height, width = args.input_shape
+            if height != width:
+                raise ShapeError(f"the experiment's models take square images, not {height} x {width}")
+            model = ARCHITECTURES[args.architecture](channels=channels, size=height)
+            runs += nesting_over_checkpoints(model, [path], args.input_shape, labels=[str(path)])
+        else:
+            runs.append(network_nesting(load(path, input_shape=args.input_shape), label=str(path)))
+    return runs
+
+
+def _conv(args) -> int:
+    import time
+
+    from .conv.nesting import STATES
+
+    start = time.perf_counter()
+    sections = []
+    if args.models:
+        runs = _model_nesting(args)
+        for run in runs:
+            sections.append(f"## {run.label}\n\n{run.to_markdown()}")
+            if run.unmeasured:
+                sections.append("not measured (a convolution folded with a pooling or a linear layer): "
+                                + ", ".join(run.unmeasured))
+        if len(runs) > 1:
+            rows = ["| model | " + " | ".join(STATES) + " |", "|" + "---|" * (len(STATES) + 1)]
+            rows += [f"| {run.label} | " + " | ".join(f"{run.fractions()[s]:.2f}" for s in STATES) + " |"
+                     for run in runs]
+            sections.append("## net-wise, in order\n\n" + "\n".join(rows))
+    else:
+        from .conv.experiment import run_experiment
+
+        result = run_experiment(epochs=args.epochs, seed=args.seed, size=args.size, cifar=args.cifar,
+                                n_train=args.n_train, n_test=args.n_test)
+        sections.append(f"## cone nesting on {result.dataset}, input {result.input_shape}\n\n{result.to_markdown()}")
+        for name, checkpoints in result.nesting.items():
+            for run in (checkpoints[0], checkpoints[-1]):
+                sections.append(f"### {name}, {run.label}\n\n{run.to_markdown()}")
+    text = "\n\n".join(sections)
+    print(text)
+    if args.out is not None:
+        from pathlib import Path
+
+        from ._io import write_atomic
+
+        out = Path(args.out)
+        table = write_atomic(out / "nesting.md", text + "\n")
+        print(f"table: {table}")
+        if args.models:
+            from matplotlib.figure import Figure
+
+            from .viz.conv_plot import plot_nesting, plot_nesting_over_training
+
+            figure = Figure(figsize=(6, 3.5))
+            if len(runs) > 1:
+                plot_nesting_over_training(runs, ax=figure.subplots(), title="net-wise, in order")
+            else:
+                plot_nesting(runs[0], ax=figure.subplots())
+            print(f"plot: {_write_png(out / 'nesting.png', figure)}")
+        else:
+            import io
+
+            import torch
+
+            from .viz.conv_plot import plot_experiment
+
+            print(f"plot: {_write_png(out / 'nesting.png', plot_experiment(result))}")
+            for name, state in result.weights.items():
+                buffer = io.BytesIO()
+                torch.save(state, buffer)
+                print(f"weights: {write_atomic(out / f'{name}.pt', buffer.getvalue())}")
+    print(f"time: {time.perf_counter() - start:.1f} s")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="preimage",
@@ -275,6 +376,26 @@ def build_parser() -> argparse.ArgumentParser:
     regions_cmd.add_argument("--plot", default=None, help="draw the plane's regions to this PNG")
     regions_cmd.add_argument("--color", choices=("pattern", "class", "lipschitz"), default="pattern")
     regions_cmd.set_defaults(run=_regions)
+
+    conv = commands.add_parser(
+        "conv", help="cone nesting of convolutional layers: the experiment (no MODEL) or a model's layer pairs",
+        description="Without MODEL: train the LeNet-style and VGG-style CNNs on the digits (or a local CIFAR-10 "
+                    "copy) and measure the nesting of their cones at every epoch. With MODEL files: the nesting "
+                    "of their layer pairs, in the order given (checkpoints of one model: its evolution).")
+    conv.add_argument("models", nargs="*", metavar="MODEL",
+                      help="a .onnx file, or .pt/.pth weights of an experiment model (with --architecture)")
+    conv.add_argument("--input-shape", type=_shape, default=None, help="C,H,W of one image, e.g. 1,16,16")
+    conv.add_argument("--architecture", choices=("lenet_style", "vgg_style"), default=None,
+                      help="the experiment model that .pt weights belong to")
+    conv.add_argument("--cifar", default=None, metavar="PATH",
+                      help="a local CIFAR-10 copy (cifar-10-batches-bin or -py, or the folder holding it)")
+    conv.add_argument("--epochs", type=int, default=5, help="training epochs (default: %(default)s)")
+    conv.add_argument("--seed", type=int, default=0)
+    conv.add_argument("--size", type=int, default=None, help="image side (default: 16 digits, 32 CIFAR-10)")
+    conv.add_argument("--n-train", type=int, default=None, help="use the first N CIFAR-10 training images")
+    conv.add_argument("--n-test", type=int, default=None, help="use the first N CIFAR-10 test images")
+    conv.add_argument("--out", default=None, help="folder for nesting.md, nesting.png and the trained weights")
+    conv.set_defaults(run=_conv)
     return parser
 
 

@@ -14,6 +14,7 @@ __all__ = [
     "Unbounded",
     "SolverError",
     "ConeError",
+    "DataError",
 ]
 
 
@@ -70,3 +71,7 @@ class SolverError(LPError):
 class ConeError(PreimageError, ValueError):
     """A layer has no cone of the kind asked: a convolution that is not periodic, or layers whose
     cones live in spaces that cannot be identified (different image sizes)."""
+
+
+class DataError(PreimageError, ValueError):
+    """A data file cannot be read as the format it is taken for: truncated, damaged, or holding something else."""

@@ -16,6 +16,23 @@ identity line is ``arcsin(|m_j . 1| / (|m_j| sqrt(n)))``, n the input dimension:
 the line (a flat filter), 0 for a filter summing to zero (the facet contains the line; no apex). For a
 circular convolution with stride 1 the operator is circulant and every facet has the same angle, the
 channel's opening; otherwise the opening reported is the smallest facet angle of the channel.
+
+Rotation about the identity line. The opening sees only a facet normal's part along the line; its part
+``m_perp = m - (m . 1 / n) 1`` orthogonal to the line tells how the cone is turned about it. The reference is
+the cone of the identity filter with the same apex and direction, the orthant ``{x : sign(s_c)(x - t_c 1)
+>= 0}``, whose facets have the inward normals ``sign(s_c) e_i``. A facet's rotation is the smallest angle
+between ``sign(s_c) m_perp`` and the orthogonal part ``e_i - 1 / n`` of an axis,
+
+    cos(rotation_j) = (max_i sign(s_c) m_ji - sign(s_c) m_j . 1 / n) / (|m_perp| sqrt(1 - 1 / n)),
+
+in [0, pi/2); a channel's rotation is its facets' smallest. It is 0 for the identity filter, for a flat
+filter (normal to the line: nothing to turn) and in R^1; NaN for a filter summing to zero (no apex, no
+reference). The authors (magamba/cones, ``linalg.py``) measure rotation only between two cones, after
+shearing the wider one to the other's opening; here it is taken against the orthant, with the parts along
+the line dropped rather than sheared away (``nesting.pair_geometry``'s rotation against a layer whose kernel
+is one tap of weight ``sign(s_c)`` is exactly this value). It depends only on the direction of each row, so
+a positive rescaling of the filter and its bias leaves it unchanged; for a circulant layer every facet is a
+circular shift of one filter (a permutation of the axes), so all facets share one rotation.
 """
 
 from __future__ import annotations
@@ -30,7 +47,7 @@ from ..errors import ConeError, ModelError, ShapeError
 from ..network.conv import PADDING_MODES, _as_float64, conv2d_bias, conv2d_matrix
 from ..settings import current
 
-__all__ = ["ConvLayer", "LayerCones", "Hyperplanes", "channel_cones"]
+__all__ = ["ConvLayer", "LayerCones", "Hyperplanes", "channel_cones", "facet_rotations"]
 
 
 def _float64(values, name: str) -> np.ndarray:
@@ -61,12 +78,15 @@ class LayerCones:
     direction : (C_out,) +1 or -1, the way each cone opens along the identity line (0: no apex).
     opening : (C_out,) radians in [0, pi/2], the smallest angle between a facet of the channel and the
         identity line.
+    rotation : (C_out,) radians in [0, pi/2), the smallest angle about the identity line between a facet
+        of the channel and a facet of its reference orthant (module docstring; NaN where no apex).
     filter_sum : (C_out,) ``s_c``, the sum of all weights of the filter. dimension : n.
     """
 
     apex: np.ndarray
     direction: np.ndarray
     opening: np.ndarray
+    rotation: np.ndarray
     filter_sum: np.ndarray
     dimension: int
 
@@ -83,6 +103,48 @@ class LayerCones:
 
 def _channel_rows(values: np.ndarray, channels: int) -> np.ndarray:
     return values.reshape(channels, -1)
+
+
+def facet_rotations(matrix, direction) -> np.ndarray:
+    """The rotation of each facet about the identity line against its reference orthant (module docstring).
+
+    matrix : (m, n) dense or sparse, one facet normal per row. direction : (m,) the direction (+1, -1; 0 for
+    no apex) of the cone each row belongs to. Returns (m,) radians, NaN where the direction is 0.
+    The angle is ``2 atan2(|a - e|, |a + e|)`` for the unit vectors a (the row's orthogonal part) and e (the
+    nearest axis' part), with ``a - e`` formed entry by entry, so that a small rotation keeps its digits.
+    """
+    matrix = sp.csr_matrix(matrix, dtype=np.float64)
+    matrix.sum_duplicates()
+    direction = np.asarray(direction)
+    m, n = matrix.shape
+    if n == 1:
+        return np.where(direction == 0, np.nan, 0.0)
+    counts = np.diff(matrix.indptr)
+    rows = np.repeat(np.arange(m), counts)
+    signed = matrix.data * np.where(direction < 0, -1.0, 1.0)[rows]
+    sums = np.bincount(rows, signed, minlength=m)
+    squares = np.bincount(rows, signed * signed, minlength=m)
+    perp = np.sqrt(np.maximum(squares - sums ** 2 / n, 0.0))
+    turned = perp > current().rank_rtol * np.sqrt(squares)
+    # the nearest axis is at the largest entry of the signed row, or at an implicit zero where that is larger
+    largest = np.zeros(m)
+    filled = counts > 0
+    largest[filled] = np.maximum.reduceat(signed, matrix.indptr[:-1][filled])
+    implicit = (counts < n) & (largest < 0)
+    axis = 1.0 / np.sqrt(1.0 - 1.0 / n)
+    scale = 1.0 / np.where(turned, perp, 1.0)
+    # entry k of a - e, the row's orthogonal part minus the axis' (both of unit length), is term_k, less
+    # ``axis`` at the nearest axis; summing the squares term by term keeps a small rotation's digits
+    constant = -sums / n * scale + axis / n
+    terms = signed * scale[rows] + constant[rows]
+    ties = (signed == largest[rows]) & ~implicit[rows]
+    others = np.bincount(rows, np.where(ties, 0.0, terms * terms), minlength=m)
+    top = largest * scale + constant
+    tie_count = np.maximum(np.bincount(rows, ties, minlength=m) - 1, 0)
+    gap = others + (n - counts - implicit) * constant ** 2 + np.where(
+        implicit, (constant - axis) ** 2, tie_count * top ** 2 + (top - axis) ** 2)
+    rotation = 2.0 * np.arctan2(np.sqrt(gap), np.sqrt(np.maximum(4.0 - gap, 0.0)))
+    return np.where(direction == 0, np.nan, np.where(turned, rotation, 0.0))
 
 
 def channel_cones(matrix, bias_vector, channels: int, name: str = "the layer") -> LayerCones:
@@ -119,7 +181,9 @@ def channel_cones(matrix, bias_vector, channels: int, name: str = "the layer") -
         apex = np.where(flat, np.nan, -bias[:, 0] / np.where(flat, 1.0, filter_sum))
         cosine = np.abs(sums) / (np.where(norms > 0, norms, 1.0) * np.sqrt(dimension))
     opening = np.where(flat, 0.0, np.arcsin(np.clip(cosine, 0.0, 1.0)).min(axis=1))
-    return LayerCones(apex, direction, opening, filter_sum, dimension)
+    rows_direction = np.repeat(direction, matrix.shape[0] // channels)
+    rotation = _channel_rows(facet_rotations(matrix, rows_direction), channels).min(axis=1)
+    return LayerCones(apex, direction, opening, rotation, filter_sum, dimension)
 
 
 @dataclass(frozen=True, eq=False)
@@ -237,6 +301,13 @@ class ConvLayer:
         """
         return channel_cones(self.matrix, self.bias_vector, self.channels,
                              f"{self.name or 'the layer'} ({self.padding_mode} padding {self.padding})")
+
+    def facet_rotations(self) -> np.ndarray:
+        """(C_out, H_out * W_out) the rotation of every facet about the identity line (module docstring);
+        the channel's ``cones().rotation`` is the smallest of its row. Raises ConeError as ``cones``."""
+        cones = self.cones()
+        rows = np.repeat(cones.direction, self.matrix.shape[0] // self.channels)
+        return _channel_rows(facet_rotations(self.matrix, rows), self.channels)
 
     def apex_residual(self) -> np.ndarray:
         """(C_out,) the largest ``|M x + b|`` over each channel's rows at its apex x = t 1, divided by the

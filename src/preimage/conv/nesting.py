@@ -79,6 +79,30 @@ class SliceCones:
     def sums(self) -> np.ndarray:
         return self.kernels.sum(axis=(1, 2))
 
+    @classmethod
+    def from_kernels(cls, kernels, bias, groups: int = 1, name: str = "") -> "SliceCones":
+        """The slice cones of the circulant operators whose rows are the circular shifts of ``kernels``.
+
+        kernels : (C, H, W), each channel-summed kernel on the H x W torus at any placement (shifting a
+        kernel permutes the rows of its operator, which leaves its cone as it is). bias : (C,).
+        """
+        kernels = np.asarray(kernels, dtype=np.float64)
+        bias = np.asarray(bias, dtype=np.float64)
+        if kernels.ndim != 3 or bias.shape != kernels.shape[:1]:
+            raise ShapeError(f"kernels must be (C, H, W) with a bias (C,), got {kernels.shape} and {bias.shape}")
+        height, width = kernels.shape[1:]
+        settings = current()
+        sums = kernels.sum(axis=(1, 2))
+        scale = np.abs(kernels).sum(axis=(1, 2))
+        flat = np.abs(sums) <= settings.rank_rtol * np.maximum(scale, np.finfo(float).tiny)
+        norms = np.sqrt((kernels ** 2).sum(axis=(1, 2)))
+        with np.errstate(divide="ignore", invalid="ignore"):
+            apex = np.where(flat, np.nan, -bias / np.where(flat, 1.0, sums))
+            cosine = np.abs(sums) / (np.where(norms > 0, norms, 1.0) * np.sqrt(height * width))
+        opening = np.where(flat, 0.0, np.arcsin(np.clip(cosine, 0.0, 1.0)))
+        direction = np.where(flat, 0, np.sign(sums)).astype(np.int8)
+        return cls(kernels, bias.copy(), int(groups), apex, direction, opening, name)
+
 
 def slice_cones(layer: ConvLayer) -> SliceCones:
     """The slice cones of a circulant layer (circular padding, stride 1, same image size).
@@ -97,17 +121,7 @@ def slice_cones(layer: ConvLayer) -> SliceCones:
     kernels = np.zeros((channels, height, width))
     summed = layer.weight.sum(axis=1)
     np.add.at(kernels, (slice(None), rows[:, None], cols[None, :]), summed)
-    settings = current()
-    sums = kernels.sum(axis=(1, 2))
-    scale = np.abs(kernels).sum(axis=(1, 2))
-    flat = np.abs(sums) <= settings.rank_rtol * np.maximum(scale, np.finfo(float).tiny)
-    norms = np.sqrt((kernels ** 2).sum(axis=(1, 2)))
-    with np.errstate(divide="ignore", invalid="ignore"):
-        apex = np.where(flat, np.nan, -layer.bias / np.where(flat, 1.0, sums))
-        cosine = np.abs(sums) / (np.where(norms > 0, norms, 1.0) * np.sqrt(height * width))
-    opening = np.where(flat, 0.0, np.arcsin(np.clip(cosine, 0.0, 1.0)))
-    direction = np.where(flat, 0, np.sign(sums)).astype(np.int8)
-    return SliceCones(kernels, layer.bias.copy(), int(layer.groups), apex, direction, opening, layer.name)
+    return SliceCones.from_kernels(kernels, layer.bias, layer.groups, layer.name)
 
 
 @dataclass(frozen=True)

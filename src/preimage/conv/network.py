@@ -7,19 +7,31 @@ after the other form a *layer pair* when only elementwise modules run between th
 BatchNorm2d, Dropout, Identity) and both keep the image size at stride 1; anything else (a pooling, a
 strided or shrinking convolution) ends a *block*, as pooling does in the seed study. A BatchNorm2d right
 after a convolution is folded into it (eval statistics) before its cones are taken.
+
+An imported ``pim.Network`` (an ONNX file, say) keeps no kernels, only each layer's matrix. A layer made of
+one convolution and elementwise operations (BatchNorm, the activation) that keeps the image size is read
+back from its matrix: the row of the centre pixel of each output channel, channel-summed, is the kernel on
+the torus of the layer's circular counterpart (shifting a kernel leaves its cone as it is), once the rows of
+the neighbouring pixels are checked to be its exact shifts, i.e. the centre window lies inside the image
+and the stride is 1. Groups are read from which input channels the rows touch. The importer folds a
+pooling into the next convolution's layer; such a layer, and any other that holds more than a convolution
+and elementwise operations, ends a block and is listed in ``NetworkNesting.unmeasured``.
 """
 
 from __future__ import annotations
 
 import copy
+import math
 import os
 from dataclasses import dataclass
 
 import numpy as np
+import scipy.sparse as sp
 
-from ..errors import ModelError, ShapeError
+from ..errors import ConeError, ModelError, ShapeError
+from ..settings import current
 from .layer import ConvLayer
-from .nesting import STATES, PairGeometry, pair_geometry, slice_cones
+from .nesting import STATES, PairGeometry, SliceCones, pair_geometry, slice_cones
 
 __all__ = ["LayerPairNesting", "NetworkNesting", "conv_blocks", "network_nesting", "nesting_over_checkpoints"]
 
@@ -51,10 +63,15 @@ def _fractions(counts: dict[str, int]) -> dict[str, float]:
 
 @dataclass(frozen=True)
 class NetworkNesting:
-    """The nesting of every layer pair of a network, in order; ``label`` names the model or checkpoint."""
+    """The nesting of every layer pair of a network, in order; ``label`` names the model or checkpoint.
+
+    unmeasured : for an imported ``pim.Network``, the layers holding a convolution together with an operation
+        that is not elementwise (a folded pooling): they end a block and enter no pair (module docstring).
+    """
 
     pairs: tuple[LayerPairNesting, ...]
     label: str = ""
+    unmeasured: tuple[str, ...] = ()
 
     def counts(self) -> dict[str, int]:
         """Net-wise: out channels in each state over all layer pairs."""
@@ -181,13 +198,102 @@ def conv_blocks(model, input_shape) -> list[list[ConvLayer]]:
     return blocks
 
 
-def network_nesting(model, input_shape, label: str = "") -> NetworkNesting:
-    """Nesting states of all layer pairs of a torch CNN, on the circular counterpart of each convolution.
+_CONV_KINDS = ("Conv2d", "Conv")
+_LAYER_ELEMENTWISE = (*_ELEMENTWISE, "Relu", "LeakyRelu", "BatchNormalization", "identity")
 
-    model : torch ``nn.Module``. input_shape : (C, H, W).
+
+def _kinds(layer) -> list[str]:
+    return [source.rsplit(":", 1)[-1] for source in layer.sources]
+
+
+def _is_block_conv(layer) -> bool:
+    """A Network layer of one size-keeping convolution and elementwise operations only."""
+    kinds = _kinds(layer)
+    return (sum(kind in _CONV_KINDS for kind in kinds) == 1
+            and all(kind in _CONV_KINDS or kind in _LAYER_ELEMENTWISE for kind in kinds)
+            and len(layer.input_shape) == 3 and len(layer.output_shape) == 3
+            and layer.input_shape[1:] == layer.output_shape[1:])
+
+
+def _pixel_rows(matrix, channels: int, pixel: int, pixels: int) -> sp.coo_matrix:
+    return matrix[np.arange(channels) * pixels + pixel].tocoo()
+
+
+def _network_slice_cones(layer) -> SliceCones:
+    """The slice cones of the circular counterpart of a Network conv layer, read from its matrix."""
+    settings = current()
+    name = layer.name or "a layer"
+    c_in, height, width = layer.input_shape
+    c_out = layer.output_shape[0]
+    pixels = height * width
+    matrix = sp.csr_matrix(layer.W, dtype=np.float64)
+    bias = np.asarray(layer.b, dtype=np.float64).reshape(c_out, pixels)
+    if np.any(np.ptp(bias, axis=1) > settings.feasibility_tol * np.maximum(np.abs(bias).max(axis=1), 1.0)):
+        raise ConeError(f"{name}: the bias is not constant on each channel, so it is not a convolution's")
+    row, col = height // 2, width // 2
+    centre = _pixel_rows(matrix, c_out, row * width + col, pixels)
+    scale = max(float(np.abs(centre.data).max(initial=0.0)), 1.0)
+    # the rows one pixel left and one pixel up, moved back by that pixel, must equal the centre row
+    for d_row, d_col in ((0, -1), (-1, 0)):
+        if row + d_row < 0 or col + d_col < 0:
+            continue
+        moved = _pixel_rows(matrix, c_out, (row + d_row) * width + col + d_col, pixels)
+        channel, rest = np.divmod(moved.col, pixels)
+        r, c = np.divmod(rest, width)
+        back = channel * pixels + ((r - d_row) % height) * width + (c - d_col) % width
+        shifted = sp.csr_matrix((moved.data, (moved.row, back)), shape=moved.shape)
+        if abs(shifted - centre.tocsr()).max() > settings.feasibility_tol * scale:
+            raise ConeError(
+                f"{name}: the rows of neighbouring pixels are not shifts of each other (a stride other than 1, "
+                "or windows reaching the border everywhere), so its kernels cannot be read from its matrix")
+    channel, pixel = np.divmod(centre.col, pixels)
+    kernels = np.zeros((c_out, pixels))
+    np.add.at(kernels, (centre.row, pixel), centre.data)
+    reads = np.zeros((c_out, c_in), dtype=bool)
+    reads[centre.row[centre.data != 0], channel[centre.data != 0]] = True
+    groups = next(g for g in range(math.gcd(c_in, c_out), 0, -1) if c_in % g == 0 and c_out % g == 0 and not np.any(
+        reads & ((np.arange(c_out)[:, None] // (c_out // g)) != (np.arange(c_in)[None, :] // (c_in // g)))))
+    return SliceCones.from_kernels(kernels.reshape(c_out, height, width), bias[:, 0], groups, layer.name)
+
+
+def _network_pairs(net, label: str) -> NetworkNesting:
+    blocks: list[list] = []
+    unmeasured = []
+    for layer in net.layers:
+        if _is_block_conv(layer):
+            if blocks and blocks[-1] and blocks[-1][-1].output_shape == layer.input_shape:
+                blocks[-1].append(layer)
+            else:
+                blocks.append([layer])
+        else:
+            if any(kind in _CONV_KINDS for kind in _kinds(layer)):
+                unmeasured.append(layer.name)
+            if blocks and blocks[-1]:
+                blocks.append([])
+    pairs = []
+    for block_index, block in enumerate(b for b in blocks if b):
+        cones = [_network_slice_cones(layer) for layer in block] if len(block) > 1 else []
+        for inner, outer in zip(cones[:-1], cones[1:]):
+            pairs.append(LayerPairNesting(block_index, inner.name, outer.name, pair_geometry(outer, inner)))
+    return NetworkNesting(tuple(pairs), label, tuple(unmeasured))
+
+
+def network_nesting(model, input_shape=None, label: str = "") -> NetworkNesting:
+    """Nesting states of all layer pairs of a CNN, on the circular counterpart of each convolution.
+
+    model : a torch ``nn.Module`` (input_shape (C, H, W) required) or an imported ``pim.Network`` (its own
+        input shape; the kernels are read from the layers' matrices, module docstring).
     A layer that is not circular already (zero padding, as most CNNs) is compared through its periodic
     counterpart (same filters, circular padding), the cones the seed study measures.
     """
+    from ..network import Network
+
+    if isinstance(model, Network):
+        if input_shape is not None and tuple(input_shape) != tuple(model.input_shape):
+            raise ShapeError(f"the network takes inputs of shape {model.input_shape}, not {tuple(input_shape)}")
+        return _network_pairs(model, label)
+    if input_shape is None:
+        raise ShapeError("input_shape (C, H, W) is needed for a torch model")
     pairs = []
     for block_index, block in enumerate(conv_blocks(model, input_shape)):
         if len(block) < 2:
