@@ -106,3 +106,25 @@ def test_chart_network_is_the_homogenised_network():
         np.testing.assert_allclose(chart.forward(Y), Y[:, -1:] * net.forward(X), rtol=1e-10, atol=1e-10)
         carriers = np.cumsum([net.layers[i].out_features + 1 for i in net.hidden]) - 1
         np.testing.assert_array_equal(np.delete(chart.patterns(Y).bits(), carriers, axis=1), net.patterns(X).bits())
+
+
+@pytest.mark.parametrize("widths,seed,box", [((8, 8), 5, ([-1.0, -2.0], [1.5, 0.5])), ((6, 6, 4), 6, ([3.0, 3.0], [3.5, 3.2]))])
+def test_rectangle_regions_equal_the_engines(widths, seed, box):
+    """In the plane a rectangle is partitioned by slice2d; its regions and graph equal the engine's."""
+    net = mlp(widths, seed, 2)
+    domain = pim.Box(*box)
+    graph = regions(net, domain)
+    engine = pim.preimage(net, [], domain, one_pattern_per_piece=True)
+    engine_keys = {bytes(np.packbits(net.patterns(p.witness[None]).bits()[0])) for p in engine.pieces
+                   if p.polytope.dim == 2}
+    assert keys(graph) == engine_keys
+    total = 0.0
+    for r in graph.regions:
+        minimal = Region(net, r.pattern, domain=domain).polytope
+        assert r.polytope.n_ineq == minimal.n_ineq
+        assert np.all(domain.contains(r.polytope.vertices()))
+        total += r.polytope.volume().value
+    assert total == pytest.approx(domain.volume(), rel=1e-9)
+    through_engine = regions(net, domain.to_polytope())  # a Polytope domain goes through the engine
+    assert keys(through_engine) == keys(graph)
+    assert through_engine.graph.number_of_edges() == graph.graph.number_of_edges()

@@ -22,7 +22,7 @@ from ..network import Network
 from ..patterns.packed import pack_bits
 from .local import Region, _as_network, region_rows
 from .partition import line
-from .whole_space import default_scale, plane_pieces, region_facets, whole_space_pieces
+from .whole_space import box_pieces, default_scale, plane_pieces, region_facets, whole_space_pieces
 
 __all__ = ["RegionGraph", "RegionPath", "regions"]
 
@@ -184,10 +184,41 @@ def _probe_across(net: Network, polytope: Polytope, row: int) -> np.ndarray | No
     return point + step * A[row]
 
 
-def _whole_space(net: Network, budget, progress):
-    """The regions of all of R^d, each assembled from its pieces on the box and the side faces."""
+def _assemble(net: Network, pieces, R: float, centre, domain: Box | None):
+    """The regions of the pieces' patterns, each polytope read off its pieces (sign rows, and the box's)."""
+    d = net.input_dim
+    X = np.array([p.witness for p in pieces]).reshape(-1, d)
+    bits = net.patterns(X).bits() if len(X) else np.zeros((0, 0), dtype=bool)
+    groups: dict[bytes, list[int]] = {}
+    for i, pattern in enumerate(bits):
+        groups.setdefault(_key(pattern), []).append(i)
+    box_A = np.zeros((0, d)) if domain is None else np.vstack([-np.eye(d), np.eye(d)])
+    box_b = np.zeros(0) if domain is None else np.concatenate([-domain.lo, domain.hi])
+    found = []
+    for members in groups.values():
+        first = members[0]
+        reg = Region(net, bits[first], point=X[first], domain=domain)
+        A, b, _ = region_rows(net, reg.maps, reg.slopes)
+        polytope = region_facets([pieces[i] for i in members], np.vstack([A, box_A]), np.concatenate([b, box_b]),
+                                 R, centre)
+        if polytope is None:
+            polytope = reg.polytope
+        else:
+            polytope.__dict__["_feasible_point"] = X[first]
+            reg.__dict__["polytope"] = polytope
+        found.append(FoundRegion(polytope, X[first], bits[first], reg))
+    return found
+
+
+def _as_set(net: Network, found, domain, complete: bool, stats: dict):
     from ..preimages.preimage_set import Piece, PreimageSet
 
+    out = [Piece(r.polytope, r.witness, True, r.pattern, r.region.affine) for r in found]
+    return PreimageSet(out, net=net, target=[], domain=domain, complete=complete, undecided=[], stats=stats)
+
+
+def _whole_space(net: Network, budget, progress):
+    """The regions of all of R^d, each assembled from its pieces on the box and the side faces."""
     d = net.input_dim
     R = default_scale(net)
     if d == 2:
@@ -196,26 +227,16 @@ def _whole_space(net: Network, budget, progress):
     else:
         box_set, pieces, complete = whole_space_pieces(net, scale=R, budget=budget, progress=progress)
         stats = dict(box_set.stats, search="engine")
-    X = np.array([p.witness for p in pieces]).reshape(-1, d)
-    bits = net.patterns(X).bits() if len(X) else np.zeros((0, 0), dtype=bool)
-    groups: dict[bytes, list[int]] = {}
-    for i, pattern in enumerate(bits):
-        groups.setdefault(_key(pattern), []).append(i)
-    found = []
-    for members in groups.values():
-        first = members[0]
-        reg = Region(net, bits[first], point=X[first], domain=None)
-        A, b, _ = region_rows(net, reg.maps, reg.slopes)
-        polytope = region_facets([pieces[i] for i in members], A, b, R)
-        if polytope is None:
-            polytope = reg.polytope
-        else:
-            polytope.__dict__["_feasible_point"] = X[first]
-            reg.__dict__["polytope"] = polytope
-        found.append(FoundRegion(polytope, X[first], bits[first], reg))
-    out = [Piece(r.polytope, r.witness, True, r.pattern, r.region.affine) for r in found]
+    found = _assemble(net, pieces, R, np.zeros(d), None)
     stats.update(charts=2 * d, box_half_width=R)
-    return found, PreimageSet(out, net=net, target=[], domain=None, complete=complete, undecided=[], stats=stats)
+    return found, _as_set(net, found, None, complete, stats)
+
+
+def _plane_box(net: Network, box: Box):
+    """The regions of a 2-input network within a rectangle, from its exact partition (``slice2d``)."""
+    pieces, centre, R = box_pieces(net, box)
+    found = _assemble(net, pieces, R, centre, box)
+    return found, _as_set(net, found, box, True, {"search": "slice2d"})
 
 
 def regions(net, domain=None, *, budget=None, progress: bool | None = False) -> RegionGraph:
@@ -224,7 +245,8 @@ def regions(net, domain=None, *, budget=None, progress: bool | None = False) -> 
     For low-dimensional inputs (the search visits every region). All of R^d is covered by 1 + 2d bounded
     faces (a box and the charts at infinity of :mod:`.whole_space`): in the plane each face is partitioned
     exactly by ``slice2d``; up to 8 inputs each is searched by the engine's vertex search; above, the engine
-    searches R^d by LPs. A region's facets are read off its pieces on the faces, without LPs.
+    searches R^d by LPs. A region's facets are read off its pieces on the faces, without LPs. A rectangle
+    in the plane is partitioned by ``slice2d`` too; other domains go through the engine.
     budget : a ``pim.Budget`` for the searches (the plane's partition takes none); when it stops a search,
     ``complete`` is False and the graph holds the regions found so far.
     Returns a :class:`RegionGraph`.
@@ -239,6 +261,8 @@ def regions(net, domain=None, *, budget=None, progress: bool | None = False) -> 
     d = net.input_dim
     if domain is None and d <= _CELL_DIM:
         found, found_set = _whole_space(net, budget, progress)
+    elif d == 2 and isinstance(domain, Box) and domain.dim == 2 and np.all(domain.lo < domain.hi):
+        found, found_set = _plane_box(net, domain)
     else:
         found_set = preimage(net, [], domain, budget=budget, one_pattern_per_piece=True, progress=progress)
         found = []

@@ -32,7 +32,7 @@ from ..network import AffineMap, Layer, Network
 # too eagerly is still a row of the region, so the set stays exact and only its form could be less minimal.
 _VERTEX_TOL = 1e-8
 
-__all__ = ["FacePiece", "PlanePiece", "plane_pieces", "chart_network", "default_scale", "region_facets", "whole_space_pieces"]
+__all__ = ["FacePiece", "PlanePiece", "box_pieces", "plane_pieces", "chart_network", "default_scale", "region_facets", "whole_space_pieces"]
 
 
 def default_scale(net: Network) -> float:
@@ -193,22 +193,37 @@ def plane_pieces(net: Network, *, scale: float | None = None):
     return pieces
 
 
-def _rows_on_face(A: np.ndarray, b: np.ndarray, chart, R: float) -> tuple[np.ndarray, np.ndarray]:
+def box_pieces(net: Network, box: Box):
+    """The polygons of a 2-input network on a rectangle (``slice2d``), in coordinates ``(x - c) / R``.
+
+    c is the box's centre and R its largest half-width. Returns ``(pieces, c, R)``.
+    """
+    from .partition import slice2d
+
+    c = (box.lo + box.hi) / 2.0
+    R = float(np.max(box.hi - box.lo)) / 2.0
+    e = np.eye(2)
+    part = slice2d(net, np.zeros(2), e[0], e[1], tuple(zip(box.lo, box.hi)))
+    pieces = [PlanePiece(w, (polygon - c) / R, None) for w, polygon in zip(part.witnesses(), part.polygons())]
+    return pieces, c, R
+
+
+def _rows_on_face(A: np.ndarray, b: np.ndarray, chart, R: float, centre) -> tuple[np.ndarray, np.ndarray]:
     """f's rows ``A x <= b`` in a face's coordinates (unit norm; zero rows where constant on the face)."""
     if chart is None:
-        return _unit_rows(R * A, b)
+        return _unit_rows(R * A, b - A @ centre)
     k, s = chart
     # x = R (y with s at k) / t, t > 0: R a_other . y - b t <= -R a_k s.
     M = np.hstack([R * np.delete(A, k, axis=1), -b[:, None]])
     return _unit_rows(M, -R * s * A[:, k])
 
 
-def _facets_from_vertices(pieces, A: np.ndarray, b: np.ndarray, R: float) -> np.ndarray:
+def _facets_from_vertices(pieces, A: np.ndarray, b: np.ndarray, R: float, centre) -> np.ndarray:
     """Rows holding an edge (two distinct vertices) of some polygon of the region: its facets."""
     facet = np.zeros(len(A), dtype=bool)
     constant = ~A.any(axis=1)  # a unit constant on the region bounds nothing (in a chart it would read t >= 0)
     for piece in pieces:
-        M, m = _rows_on_face(A, b, piece.chart, R)
+        M, m = _rows_on_face(A, b, piece.chart, R, centre)
         V = piece.vertices
         on = np.abs(M @ V.T - m[:, None]) <= _VERTEX_TOL
         on &= ~constant[:, None]
@@ -219,19 +234,20 @@ def _facets_from_vertices(pieces, A: np.ndarray, b: np.ndarray, R: float) -> np.
     return np.flatnonzero(facet)
 
 
-def region_facets(pieces, A: np.ndarray, b: np.ndarray, scale: float | None = None):
+def region_facets(pieces, A: np.ndarray, b: np.ndarray, scale: float | None = None, centre=None):
     """The region with sign conditions ``A x <= b``, in minimal H-form, read off its pieces on the faces.
 
     Every row of a piece that is not a side of its face lies on a facet of the region, and every facet of
     the region is such a row of some piece, since the faces cover R^d. :class:`FacePiece` rows are matched
     to the sign condition they come from (a side of a face is kept where a sign condition lies on it);
-    for :class:`PlanePiece` polygons (``scale`` R given), the facets are the sign conditions that hold an
-    edge. Returns a Polytope whose rows are those sign conditions (unit norm, one per facet), or None when
+    for :class:`PlanePiece` polygons (``scale`` R given, and the ``centre`` c of the box's coordinates
+    ``(x - c) / R``, default 0), the facets are the sign conditions that hold an edge. Returns a Polytope whose rows are those sign conditions (unit norm, one per facet), or None when
     a piece's row matches no sign condition.
     """
     U, u = _unit_rows(A, b)
     if pieces and isinstance(pieces[0], PlanePiece):
-        rows = _distinct(U, u, _facets_from_vertices(pieces, A, b, scale))
+        centre = np.zeros(A.shape[1]) if centre is None else centre
+        rows = _distinct(U, u, _facets_from_vertices(pieces, A, b, scale, centre))
     else:
         chosen = set()
         for piece in pieces:
