@@ -262,14 +262,14 @@ def test_plot_draws_every_piece(tmp_path):
 @pytest.mark.parametrize("seed, sizes", [(0, [2, 8, 6, 3]), (1, [3, 10, 4]), (2, [4, 7, 5, 3])])
 def test_vertex_search_and_lp_search_give_the_same_set(seed, sizes, monkeypatch):
     """Subdomains with vertices (low-dimensional boxes) and the LP route agree on volume and on patterns."""
-    import preimage.preimages.engine as engine
+    import preimage.preimages.search as search
 
     net = random_net(seed, sizes)
     d = sizes[0]
     box = Box(np.full(d, -1.0), np.full(d, 1.5))
     for target in (ArgMax(0), NeuronRange(1, 0, -0.2, 0.4)):
         with_cells = preimage(net, target, box, one_pattern_per_piece=True)
-        monkeypatch.setattr(engine, "_CELL_DIM", 0)
+        monkeypatch.setattr(search, "_CELL_DIM", 0)
         with_lps = preimage(net, target, box, one_pattern_per_piece=True)
         monkeypatch.undo()
         assert with_cells.complete and with_lps.complete

@@ -237,7 +237,7 @@ class PreimageSet:
 
     def bounding_box(self) -> tuple[np.ndarray, np.ndarray]:
         """``(lo, hi)`` of the union, by two LPs per coordinate and piece; infinite sides where unbounded."""
-        from .engine import _bounding_box
+        from .problem import _bounding_box
 
         d = self.dim_ambient
         lo, hi = np.full(d, np.inf), np.full(d, -np.inf)

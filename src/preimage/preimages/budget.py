@@ -1,0 +1,112 @@
+"""Budgets of a search, the loop that runs rounds until the budget or the queue is spent, and checkpoints.
+
+The loop's whole state (queue, pieces, counters) is one picklable ``_State``, written atomically to the
+checkpoint file every ``checkpoint_every`` seconds and when the loop stops; a resumed search continues from it
+and gives the same pieces as an uninterrupted run.
+"""
+
+from __future__ import annotations
+
+import pickle
+import sys
+import time
+from dataclasses import dataclass
+
+import numpy as np
+
+from .._io import write_atomic
+
+__all__ = ["Budget"]
+
+
+@dataclass(frozen=True)
+class Budget:
+    """Limits of one search; None means no limit.
+
+    seconds : wall time of the search. pieces : pieces found. subdomains : subdomains processed.
+    """
+
+    seconds: float | None = None
+    pieces: int | None = None
+    subdomains: int | None = None
+
+    def __post_init__(self):
+        for name in ("seconds", "pieces", "subdomains"):
+            value = getattr(self, name)
+            if value is not None and not (np.isfinite(value) and value >= 0):
+                raise ValueError(f"Budget {name} must be a nonnegative number or None, got {value!r}")
+
+
+
+@dataclass
+class _State:
+    """Everything a resumed search needs."""
+
+    fingerprint: str
+    queue: list
+    pieces: list
+    processed: int = 0
+    lps: int = 0
+    seconds: float = 0.0
+    decided: float = 0.0
+    dropped: int = 0
+    roots: int = 1
+    first_piece: float | None = None
+
+
+
+def _run(search, state: _State, budget: Budget, progress, checkpoint, checkpoint_every) -> bool:
+    """Run the search on ``state`` until done or out of budget; True when complete."""
+    from tqdm.auto import tqdm
+
+    show = progress if progress is not None else sys.stderr.isatty()
+    bar = tqdm(total=1.0, disable=not show, unit="", bar_format="{l_bar}{bar}| {postfix}", leave=False)
+    start = time.perf_counter() - state.seconds
+    last_save = time.perf_counter()
+    complete = True
+    try:
+        while state.queue:
+            elapsed = time.perf_counter() - start
+            if ((budget.seconds is not None and elapsed >= budget.seconds)
+                    or (budget.pieces is not None and len(state.pieces) >= budget.pieces)
+                    or (budget.subdomains is not None and state.processed >= budget.subdomains)):
+                complete = False
+                break
+            take = search.batch
+            if budget.subdomains is not None:
+                take = max(1, min(take, int(budget.subdomains) - state.processed))
+            nodes = state.queue[-take:]
+            try:
+                children, pieces, decided, dropped = search.process(nodes)
+            except KeyboardInterrupt:
+                complete = False
+                break
+            del state.queue[-take:]
+            state.queue.extend(children[::-1])
+            state.pieces.extend(pieces)
+            if pieces and state.first_piece is None:
+                state.first_piece = time.perf_counter() - start
+            state.processed += len(nodes)
+            state.decided += decided
+            state.dropped += dropped
+            state.seconds = time.perf_counter() - start
+            bar.n = min(1.0, state.decided / state.roots)
+            bar.set_postfix_str(f"{len(state.pieces)} pieces, {len(state.queue)} open, {state.seconds:.1f} s")
+            if checkpoint is not None and time.perf_counter() - last_save >= checkpoint_every:
+                _save_state(state, search, checkpoint)
+                last_save = time.perf_counter()
+    except KeyboardInterrupt:
+        complete = False
+    finally:
+        bar.close()
+    state.seconds = time.perf_counter() - start
+    if checkpoint is not None:
+        _save_state(state, search, checkpoint)
+    return complete and not state.queue
+
+
+def _save_state(state: _State, search, path) -> None:
+    lps = state.lps
+    state.lps = lps + search.lps
+    search.lps = 0
+    write_atomic(path, pickle.dumps(state, protocol=pickle.HIGHEST_PROTOCOL))

@@ -1,0 +1,101 @@
+"""Subdomains of a search: a polytope of the input space with its box, its stage and the pattern so far.
+
+A subdomain (``_Node``) at stage ``l`` holds the activation pattern of every layer before ``l``; on its polytope
+the network up to layer ``l`` is one affine map ``z = M x + c``. Bounded low-dimensional subdomains also hold
+their vertices (a ``Cell``), which decide unit signs exactly without LPs.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..geometry import Polytope
+from ..geometry.cells import Cell
+
+_CELL_ROUNDING = 64.0 * np.finfo(np.float64).eps
+
+
+@dataclass(eq=False)
+class _Node:
+    """A subdomain: its box, its rows, its stage, the affine map of that stage, phases and the pattern so far."""
+
+    conj: int
+    lo: np.ndarray
+    hi: np.ndarray
+    A: np.ndarray
+    b: np.ndarray
+    E: np.ndarray
+    f: np.ndarray
+    stage: int
+    M: np.ndarray | None          # (units, d) map of the stage's pre-activation; None: the network's first layer
+    c: np.ndarray | None
+    phases: np.ndarray            # (units,) int8: +1 on, -1 off, 0 undecided
+    pattern: tuple = ()
+    weight: float = 1.0           # share of the root's volume (progress only)
+    depth: int = 0
+    bisect: bool = False
+    feasible: bool = False        # known to hold a point
+    cell: Cell | None = None      # the polytope with its vertices (bounded, low-dimensional inputs)
+    empty: bool = False           # known to be empty
+
+    def set_cell(self, cell: Cell | None) -> None:
+        """Hold ``cell`` (None: proven empty) and shrink the box to the cell's bounding box."""
+        if cell is None:
+            self.cell, self.empty = None, True
+            return
+        self.cell = cell
+        pad = cell.tolerance()
+        self.lo = np.maximum(self.lo, cell.lo() - pad)
+        self.hi = np.minimum(self.hi, cell.hi() + pad)
+        self.feasible = True
+
+    @property
+    def bounded(self) -> bool:
+        return bool(np.all(np.isfinite(self.lo)) and np.all(np.isfinite(self.hi)))
+
+    def polytope(self) -> Polytope:
+        d = self.lo.size
+        finite_lo = np.isfinite(self.lo)
+        finite_hi = np.isfinite(self.hi)
+        eye = np.eye(d)
+        A = np.vstack([self.A, -eye[finite_lo], eye[finite_hi]])
+        b = np.concatenate([self.b, -self.lo[finite_lo], self.hi[finite_hi]])
+        if self.E.shape[0]:
+            return Polytope(A, b, self.E, self.f)
+        return Polytope(A, b)
+
+
+def _clip_or_keep(cell: Cell, A: np.ndarray, b: np.ndarray) -> Cell | None:
+    """``cell`` cut by ``A x <= b``; a row with a vanishing normal is met or violated by its constant alone."""
+    norms = np.linalg.norm(A, axis=1)
+    scale = _CELL_ROUNDING * (1.0 + np.abs(b) + norms)
+    for a, beta, norm, tiny in zip(A, b, norms, scale):
+        if norm <= tiny:
+            if beta < -tiny:
+                return None
+            continue
+        cell = cell.clip(a, beta)
+        if cell is None:
+            return None
+    return cell
+
+
+def _extent(node: _Node) -> float:
+    finite = np.concatenate([node.lo[np.isfinite(node.lo)], node.hi[np.isfinite(node.hi)]])
+    return float(np.max(np.abs(finite))) if finite.size else 1.0
+
+
+def _child(node: _Node, a: np.ndarray, b: np.ndarray, unit: int, phase: int) -> _Node:
+    phases = node.phases.copy()
+    phases[unit] = phase
+    return _Node(node.conj, node.lo, node.hi, np.vstack([node.A, a]), np.concatenate([node.b, b]), node.E, node.f,
+                 node.stage, node.M, node.c, phases, node.pattern, node.weight / 2.0, node.depth + 1, node.bisect,
+                 True)
+
+
+def _raw_polytope(raw) -> Polytope:
+    node = _Node(raw.conj, raw.lo, raw.hi, raw.A, raw.b, raw.E, raw.f, 0, None, None, np.zeros(0, np.int8))
+    return node.polytope()
+
