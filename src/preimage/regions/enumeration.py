@@ -251,7 +251,8 @@ def regions(net, domain=None, *, budget=None, progress: bool | None = False) -> 
     ``complete`` is False and the graph holds the regions found so far.
     Returns a :class:`RegionGraph`.
     """
-    from ..preimages.engine import _CELL_DIM, preimage
+    from ..preimages.engine import preimage
+    from ..preimages.search import _CELL_DIM
 
     net = _as_network(net)
     if not net.hidden:
