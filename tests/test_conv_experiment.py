@@ -142,14 +142,6 @@ def test_missing_folders_are_named(tmp_path):
         cifar10_images(tmp_path)
 
 
-@pytest.fixture
-def one_torch_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def test_experiment_on_local_cifar(cifar_root, one_torch_thread):
     root, _ = cifar_root
 

@@ -406,14 +406,6 @@ def test_filter_summing_to_zero_has_no_apex_and_no_state():
     assert np.all(np.isnan(geometry.distance[0])) and np.all(geometry.out_in_in[0] == -1)
 
 
-@pytest.fixture
-def one_torch_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def test_experiment_runs_end_to_end_and_plots(tmp_path, one_torch_thread):
     def tiny(channels, size):
         return nn.Sequential(nn.Conv2d(channels, 4, 3, padding=1, padding_mode="circular"), nn.ReLU(),
