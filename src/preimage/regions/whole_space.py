@@ -13,8 +13,9 @@ linear regions of f are the cones of F cut by ``t = 1``. Every such cone meets t
   ``R (y with s at k) / t``. The face is the truncated pyramid ``x_k s >= R``, ``|x_j| <= |x_k|`` of f's
   inputs, seen through the projective map that brings infinity to ``t = 0``.
 
-Each face is a bounded box, so the engine's vertex search covers it exactly; the regions are the distinct
-patterns over the 1 + 2d searches, and unbounded regions are the ones whose cones reach ``t = 0``.
+Each face is a bounded box, partitioned exactly by ``slice2d`` in the plane and by the engine's vertex
+search up to 8 inputs; the regions are the distinct patterns over the 1 + 2d faces, unbounded regions are
+the ones whose cones reach ``t = 0``, and each region's facets are read off its pieces (``region_facets``).
 """
 
 from __future__ import annotations
@@ -26,13 +27,15 @@ import numpy as np
 
 from ..geometry import Box
 from ..geometry.polytope import _restore
+from ..geometry.polytope_rows import _unit_rows as unit_rows
 from ..network import AffineMap, Layer, Network
 
 # A polygon's vertex within this of a row (unit norm, face coordinates of size 1) lies on it: a row taken
 # too eagerly is still a row of the region, so the set stays exact and only its form could be less minimal.
 _VERTEX_TOL = 1e-8
 
-__all__ = ["FacePiece", "PlanePiece", "box_pieces", "plane_pieces", "chart_network", "default_scale", "region_facets", "whole_space_pieces"]
+__all__ = ["FacePiece", "PlanePiece", "box_pieces", "chart_network", "default_scale", "plane_pieces",
+           "region_facets", "whole_space_pieces"]
 
 
 def default_scale(net: Network) -> float:
@@ -103,9 +106,9 @@ def _axis_sides(A: np.ndarray, b: np.ndarray, lo: np.ndarray, hi: np.ndarray) ->
 
 
 def _unit_rows(A: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    norms = np.linalg.norm(A, axis=1)
-    norms = np.where(norms > 0, norms, 1.0)
-    return A / norms[:, None], b / norms
+    """Rows scaled to unit norm (zero rows kept as they are), as the Polytope normalises them."""
+    A, b, _ = unit_rows(np.asarray(A, dtype=np.float64), np.asarray(b, dtype=np.float64), "A", "b")
+    return A, b
 
 
 def _chart_rows(k: int, s: float, R: float, A: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -180,10 +183,7 @@ def plane_pieces(net: Network, *, scale: float | None = None):
 
     R = default_scale(net) if scale is None else float(scale)
     e = np.eye(2)
-    pieces = []
-    part = slice2d(net, np.zeros(2), e[0], e[1], ((-R, R), (-R, R)))
-    for witness, polygon in zip(part.witnesses(), part.polygons()):
-        pieces.append(PlanePiece(witness, polygon / R, None))
+    pieces, _, _ = box_pieces(net, Box(-R * np.ones(2), R * np.ones(2)))
     for k in range(2):
         for s in (1.0, -1.0):
             part = slice2d(chart_network(net, k, s, R), np.zeros(2), e[0], e[1], ((-1.0, 1.0), (0.0, 1.0)))
