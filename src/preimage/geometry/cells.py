@@ -108,7 +108,12 @@ class Cell:
         s = np.linalg.svd(D, compute_uv=False)
         if s[0] == 0.0:
             return 0
-        return int(np.sum(s > max(current().rank_rtol * s[0], self.tolerance())))
+        rank = int(np.sum(s > max(current().rank_rtol * s[0], self.tolerance())))
+        # Every vertex on one hyperplane (within the tolerance) is a sliver of that hyperplane, however wide
+        # its vertices spread along it: the incidence and the rank must say the same.
+        if self.Z.shape[1] and np.any(self.Z.all(axis=0)):
+            rank = min(rank, self.dim_ambient - 1)
+        return rank
 
     # ------------------------------------------------------------------------------------------------ cuts
 

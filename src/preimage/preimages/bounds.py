@@ -43,6 +43,9 @@ class StackBounds:
         the lower bounds), or None for a stage without rows.
     input_weights : one (n, m, d) array per stage with rows: the input coefficients of the upper bound of each
         row (its sensitivity to each input coordinate, used to choose where to split a box).
+    input_offsets : one (n, m) array per stage with rows: with ``input_weights``, the affine upper bound
+        ``rows @ z <= W x + o`` that holds on the whole box (or hull of vertices).
+    lower_weights, lower_offsets : the same for the affine lower bound ``rows @ z >= W x + o``.
     """
 
     lower: list
@@ -50,6 +53,9 @@ class StackBounds:
     rows_upper: list
     rows_lower: list
     input_weights: list
+    input_offsets: list
+    lower_weights: list
+    lower_offsets: list
 
 
 def _apply_phases(lower, upper, phases):
@@ -93,16 +99,28 @@ def _first_bias(first, stage0: Stage, L: np.ndarray) -> np.ndarray:
 
 
 def _backward(stages, first, relax, k: int, L: np.ndarray, centre, radius, vertices=None):
-    """Upper bounds of ``L z_k`` (L (n, m, units_k)) over the boxes (or the hulls of ``vertices``), and the
-    input coefficients."""
-    const = np.zeros(L.shape[:2])
+    """Upper bounds of ``L z_k`` (L (n, m, units_k)) over the boxes (or the hulls of ``vertices``), and the affine
+    bound ``L z_k <= X x + const`` they maximise: ``(upper, X, const)``."""
+    n = centre.shape[0]
+    if L.ndim == 2:
+        # The same rows for every box: the first product through the weights is shared by the stack.
+        if k == 0:
+            const = np.zeros((n, L.shape[0]))
+            L = np.broadcast_to(L, (n,) + L.shape)
+        else:
+            const = np.tile(L @ stages[k].affine.bias, (n, 1))
+            L = stages[k].affine.transpose_apply(L)
+    else:
+        const = np.zeros(L.shape[:2])
     for j in range(k, 0, -1):
-        const += L @ stages[j].affine.bias
-        L = stages[j].affine.transpose_apply(L)
+        if L.ndim == 3:
+            const += L @ stages[j].affine.bias
+            L = stages[j].affine.transpose_apply(L)
         su, tu, sl, tl = relax[j - 1]
         pos = np.maximum(L, 0.0)
         neg = np.minimum(L, 0.0)
-        const += np.einsum("nmu,nu->nm", pos, tu) + np.einsum("nmu,nu->nm", neg, tl)
+        const += tu @ pos.T if pos.ndim == 2 else np.einsum("nmu,nu->nm", pos, tu)
+        const += tl @ neg.T if neg.ndim == 2 else np.einsum("nmu,nu->nm", neg, tl)
         L = pos * su[:, None, :] + neg * sl[:, None, :]
     const += _first_bias(first, stages[0], L)
     X = _first_linear(first, stages[0], L)
@@ -110,7 +128,7 @@ def _backward(stages, first, relax, k: int, L: np.ndarray, centre, radius, verti
         upper = const + np.max(np.matmul(X, np.swapaxes(vertices, 1, 2)), axis=2)
     else:
         upper = const + np.einsum("nmd,nd->nm", X, centre) + np.einsum("nmd,nd->nm", np.abs(X), radius)
-    return upper, X
+    return upper, X, const
 
 
 def stack_bounds(stages, lo, hi, *, first=None, phases=None, rows=None, linear: bool = True,
@@ -162,37 +180,39 @@ def stack_bounds(stages, lo, hi, *, first=None, phases=None, rows=None, linear: 
                 # Only units that the intervals leave unstable in some box gain from the relaxation.
                 open_units = np.flatnonzero(np.any((zl < 0.0) & (zu > 0.0), axis=0))
                 if open_units.size:
-                    eye = np.broadcast_to(np.eye(units)[open_units], (n, open_units.size, units))
-                    both = np.concatenate([eye, -eye], axis=1)
-                    up, _ = _backward(stages, first, relax, k, both, centre, radius, vertices)
+                    eye = np.eye(units)[open_units]
+                    both = np.concatenate([eye, -eye], axis=0)
+                    up, _, _ = _backward(stages, first, relax, k, both, centre, radius, vertices)
                     zu[:, open_units] = np.minimum(zu[:, open_units], up[:, :open_units.size])
                     zl[:, open_units] = np.maximum(zl[:, open_units], -up[:, open_units.size:])
         lowers.append(zl)
         uppers.append(zu)
         relax.append(_relaxation(stage.activation, zl, zu))
-    rows_upper, rows_lower, weights = [], [], []
+    rows_upper, rows_lower, weights, offsets, lower_weights, lower_offsets = [], [], [], [], [], []
     for k in range(len(stages)):
         R = rows.get(k)
         if R is None or R.shape[0] == 0:
-            rows_upper.append(None)
-            rows_lower.append(None)
-            weights.append(None)
+            for out in (rows_upper, rows_lower, weights, offsets, lower_weights, lower_offsets):
+                out.append(None)
             continue
         m = R.shape[0]
-        both = np.broadcast_to(np.concatenate([R, -R], axis=0), (n, 2 * m, R.shape[1]))
+        both = np.concatenate([R, -R], axis=0)
         if linear:
-            up, X = _backward(stages, first, relax, k, both, centre, radius, vertices)
+            up, X, const = _backward(stages, first, relax, k, both, centre, radius, vertices)
         else:
             up = np.concatenate([_interval_rows(R, lowers[k], uppers[k]), _interval_rows(-R, lowers[k], uppers[k])],
                                 axis=1)
-            X = None
+            X = const = None
         # Rows are never looser than the interval bound of the stage's own units.
         iv = np.concatenate([_interval_rows(R, lowers[k], uppers[k]), _interval_rows(-R, lowers[k], uppers[k])], axis=1)
         up = np.minimum(up, iv)
         rows_upper.append(up[:, :m])
         rows_lower.append(-up[:, m:])
         weights.append(None if X is None else X[:, :m])
-    return StackBounds(lowers, uppers, rows_upper, rows_lower, weights)
+        offsets.append(None if X is None else const[:, :m])
+        lower_weights.append(None if X is None else -X[:, m:])
+        lower_offsets.append(None if X is None else -const[:, m:])
+    return StackBounds(lowers, uppers, rows_upper, rows_lower, weights, offsets, lower_weights, lower_offsets)
 
 
 def _interval_rows(R: np.ndarray, lower: np.ndarray, upper: np.ndarray) -> np.ndarray:

@@ -7,6 +7,7 @@ and gives the same pieces as an uninterrupted run.
 
 from __future__ import annotations
 
+import heapq
 import pickle
 import sys
 import time
@@ -40,11 +41,17 @@ class Budget:
 
 @dataclass
 class _State:
-    """Everything a resumed search needs."""
+    """Everything a resumed search needs.
+
+    ``queue`` is a heap of ``(-priority, order, node)``: each round takes the largest subdomains first (see
+    ``_Node.priority``), so that a budget spent early leaves the most volume decided; ``order`` (the push count)
+    breaks ties, so a run and its resumption take the same rounds.
+    """
 
     fingerprint: str
     queue: list
     pieces: list
+    pushed: int = 0
     processed: int = 0
     lps: int = 0
     seconds: float = 0.0
@@ -52,6 +59,23 @@ class _State:
     dropped: int = 0
     roots: int = 1
     first_piece: float | None = None
+
+    def push(self, nodes) -> None:
+        for node in nodes:
+            heapq.heappush(self.queue, (-node.priority, self.pushed, node))
+            self.pushed += 1
+
+    def pop(self, count: int) -> list:
+        """The entries of the ``count`` largest open subdomains, taken off the queue."""
+        return [heapq.heappop(self.queue) for _ in range(min(count, len(self.queue)))]
+
+    def put_back(self, entries) -> None:
+        for entry in entries:
+            heapq.heappush(self.queue, entry)
+
+    def nodes(self) -> list:
+        """The open subdomains."""
+        return [entry[2] for entry in self.queue]
 
 
 
@@ -75,14 +99,15 @@ def _run(search, state: _State, budget: Budget, progress, checkpoint, checkpoint
             take = search.batch
             if budget.subdomains is not None:
                 take = max(1, min(take, int(budget.subdomains) - state.processed))
-            nodes = state.queue[-take:]
+            entries = state.pop(take)
+            nodes = [entry[2] for entry in entries]
             try:
                 children, pieces, decided, dropped = search.process(nodes)
             except KeyboardInterrupt:
+                state.put_back(entries)
                 complete = False
                 break
-            del state.queue[-take:]
-            state.queue.extend(children[::-1])
+            state.push(children)
             state.pieces.extend(pieces)
             if pieces and state.first_piece is None:
                 state.first_piece = time.perf_counter() - start

@@ -104,7 +104,8 @@ def preimage(net, target, domain=None, *, budget: Budget | None = None, one_patt
                 raise PreimageError(f"checkpoint {path} was written for another network, target or domain")
     if state is None:
         roots = search.roots(search_parts)
-        state = _State(fingerprint, roots[::-1], [], roots=max(1, len(roots)))
+        state = _State(fingerprint, [], [], roots=max(1, len(roots)))
+        state.push(roots)
     complete = _run(search, state, budget, progress, checkpoint, checkpoint_every)
 
     pieces = []
@@ -142,7 +143,7 @@ def preimage(net, target, domain=None, *, budget: Budget | None = None, one_patt
         if flat is not None and affine is not None:
             affine = flat.affine(net, pattern)
         pieces.append(Piece(minimal, point, bool(ok), pattern, affine, conj))
-    undecided = [n.polytope() for n in state.queue] if not complete else []
+    undecided = [n.polytope() for n in state.nodes()] if not complete else []
     if flat is not None:
         undecided = [flat.polytope(P) for P in undecided]
     stats = {"seconds": state.seconds, "subdomains": state.processed, "lps": state.lps + search.lps,

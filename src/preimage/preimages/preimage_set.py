@@ -142,9 +142,12 @@ class PreimageSet:
             return self
         extra = []
         for polytope in self.undecided:
-            if polytope.is_empty():
-                continue
-            minimal = polytope.minimal()
+            try:
+                if polytope.is_empty():
+                    continue
+                minimal = polytope.minimal()
+            except Infeasible:
+                continue  # a sliver that the redundancy LPs find empty at the feasibility tolerance
             extra.append(Piece(minimal, minimal.relative_interior_point(), checked=False, alternative=-1))
         return PreimageSet(list(self.pieces) + extra, self.net, self.target, self.domain, True, [], dict(self.stats))
 

@@ -19,7 +19,7 @@ from ..network import Network
 from .bounds import stack_bounds
 from .pieces import _RawPiece
 from .problem import _stage_rows, _stages
-from .subdomain import _CELL_ROUNDING, _child, _clip_or_keep, _extent, _Node
+from .subdomain import _CELL_ROUNDING, _child, _clip_or_keep, _cut_row, _extent, _Node, _solid
 
 # Inputs of at most this dimension, in a bounded box, are searched with the vertices of every subdomain.
 _CELL_DIM = 8
@@ -189,13 +189,18 @@ class _Search:
                         node.phases[:] = 1
                 elif not self.stages[stage].activation.has_kink:
                     node.phases[:] = 1
-                result = self._advance_or_split(node, bounds, i)
+                result = self._cut(node, bounds, i) if self._may_cut(node, bounds, i) else None
+                if result is None:
+                    result = self._advance_or_split(node, bounds, i)
                 for kind, item in result:
                     if kind == "node":
                         children.append(item)
                     elif kind == "piece":
                         pieces.append(item)
                         decided += node.weight if len(result) == 1 else 0.0
+                    elif kind == "part":
+                        pieces.append(item[0])
+                        decided += item[1]
                     else:
                         decided += item
                         dropped += 1
@@ -266,6 +271,75 @@ class _Search:
                     return "in"
         return None  # every unit is stable: advancing gives the piece with its pattern
 
+    def _may_cut(self, node: _Node, bounds, i: int) -> bool:
+        return (bounds is not None and node.cell is not None and not node.cut and not self.one_pattern
+                and not any(r.E.shape[0] for r in self.rows[node.conj][node.stage + 1:])
+                and np.any(node.phases == 0) and _solid(node.cell))
+
+    def _cut(self, node: _Node, bounds, i: int):
+        """Cut a cell by the affine bounds of the target rows; None when they prove nothing on it.
+
+        The relaxation gives on the cell ``W_u x + o_u >= rows @ z >= W_l x + o_l`` for each row ``a.z <= b``.
+        The part where some ``W_l x + o_l > b`` is outside the preimage (dropped); the part where every open
+        row has ``W_u x + o_u <= b`` is inside it (a piece). The rest is cut into closed convex children, one
+        per open row j: the inside cuts of the rows before j held, row j's reversed. Parts meet only on their
+        boundaries, so pieces stay disjoint; a part of lower dimension lies in its neighbour and is left out.
+        """
+        inner, outer = [], []
+        for k, W in enumerate(bounds.input_weights):
+            if W is None:
+                continue
+            r = self.rows[node.conj][node.stage + k]
+            m = r.A.shape[0]
+            up, low = bounds.rows_upper[k][i][:m], bounds.rows_lower[k][i][:m]
+            scale = self.tol * (1.0 + np.abs(r.b) + np.maximum(np.abs(up), np.abs(low)))
+            open_ = up > r.b
+            inner.extend(zip(W[i][:m][open_], (r.b - bounds.input_offsets[k][i][:m])[open_]))
+            outer.extend(zip(bounds.lower_weights[k][i][:m], r.b + scale - bounds.lower_offsets[k][i][:m]))
+        rest, kept = node.cell, []
+        for a, beta in outer:
+            row = _cut_row(rest, a, beta, keep_side=True)
+            if row is None:
+                continue
+            if row is False:
+                return [("dropped", node.weight)]
+            rest = rest.clip(*row)
+            if rest is None:
+                return [("dropped", node.weight)]
+            kept.append(row)
+        trimmed = rest
+        parts, rows = [], list(kept)
+        for a, beta in inner:
+            row = _cut_row(rest, a, beta, keep_side=False)
+            if row is None:
+                continue
+            if row is False:
+                rest = None
+                break
+            below, above = rest.split(*row)
+            if above is not None and _solid(above):
+                parts.append((above, rows + [(-row[0], -row[1])], above.A.shape[0] - 1))
+            rows.append(row)
+            rest = below
+            if rest is None or not _solid(rest):
+                rest = None
+                break
+        if rest is None:
+            if not kept:
+                return None
+            parts = [(trimmed, kept, None)]
+        share = node.weight / (len(parts) + (rest is not None))
+        out = []
+        for part, extra, strict in parts + ([(rest, rows, None)] if rest is not None else []):
+            kid = _Node(node.conj, node.lo, node.hi, np.vstack([node.A] + [a[None, :] for a, _ in extra]),
+                        np.concatenate([node.b, [beta for _, beta in extra]]), node.E, node.f, node.stage,
+                        node.M, node.c, node.phases.copy(), node.pattern, share, node.depth + 1, node.bisect, True,
+                        cut=True, strict=node.strict + (() if strict is None else (strict,)))
+            kid.set_cell(part)
+            out.append(("part", (self._piece(kid, complete_pattern=False), share)) if part is rest
+                       else ("node", kid))
+        return out
+
     def _advance_or_split(self, node: _Node, bounds, i: int):
         free = np.flatnonzero(node.phases == 0)
         if free.size == 0:
@@ -324,10 +398,13 @@ class _Search:
             kids.append(("node", kid))
         return kids
 
+    def _unstable(self, node: _Node, bounds, i: int) -> int:
+        """Units of the node's stage and after that the bounds leave unstable."""
+        return sum(int(np.sum((bounds.lower[k][i] < 0) & (bounds.upper[k][i] > 0)))
+                   for k in range(len(bounds.lower)) if self.stages[node.stage + k].activation.has_kink)
+
     def _worth_bisecting(self, node: _Node, bounds, i: int) -> bool:
-        unstable = sum(int(np.sum((bounds.lower[k][i] < 0) & (bounds.upper[k][i] > 0)))
-                       for k in range(len(bounds.lower)) if self.stages[node.stage + k].activation.has_kink)
-        return unstable > 8 * self.d and node.depth < 40 * self.d
+        return self._unstable(node, bounds, i) > 8 * self.d and node.depth < 40 * self.d
 
     def _bisect(self, node: _Node, bounds, i: int):
         radius = 0.5 * (node.hi - node.lo)
@@ -354,7 +431,7 @@ class _Search:
                 lo[axis] = mid
             kid = _Node(node.conj, lo, hi, node.A, node.b, node.E, node.f, node.stage, node.M, node.c,
                         node.phases.copy(), node.pattern, node.weight / 2.0, node.depth + 1, node.bisect,
-                        node.feasible and node.A.shape[0] == 0 and node.E.shape[0] == 0)
+                        node.feasible and node.A.shape[0] == 0 and node.E.shape[0] == 0, strict=node.strict)
             if node.cell is not None:
                 normal = np.zeros(self.d)
                 normal[axis] = 1.0 if side == 0 else -1.0
@@ -383,7 +460,7 @@ class _Search:
         new_c = nxt(Dc[None, :])[0]
         kid = _Node(node.conj, node.lo, node.hi, node.A, node.b, node.E, node.f, node.stage + 1, new_M, new_c,
                     np.zeros(nxt.out_features, dtype=np.int8), pattern, node.weight, node.depth, node.bisect,
-                    node.feasible, node.cell)
+                    node.feasible, node.cell, strict=node.strict)
         kid = self._enter_stage(kid)
         if kid.empty:
             return [("dropped", node.weight)]

@@ -15,6 +15,8 @@ from ..geometry import Polytope
 from ..geometry.cells import Cell
 
 _CELL_ROUNDING = 64.0 * np.finfo(np.float64).eps
+# A relaxation cut leaves no part thinner than this share of the cell's extent (slivers are numerically frail).
+_CUT_MARGIN = 1e-6
 
 
 @dataclass(eq=False)
@@ -39,9 +41,18 @@ class _Node:
     feasible: bool = False        # known to hold a point
     cell: Cell | None = None      # the polytope with its vertices (bounded, low-dimensional inputs)
     empty: bool = False           # known to be empty
+    cut: bool = False             # made by a relaxation cut: the next round splits it instead of cutting again
+    strict: tuple = ()            # rows of the cell held strictly: a sibling holds their hyperplanes' points
 
     def set_cell(self, cell: Cell | None) -> None:
-        """Hold ``cell`` (None: proven empty) and shrink the box to the cell's bounding box."""
+        """Hold ``cell`` (None: proven empty) and shrink the box to the cell's bounding box.
+
+        A cell of lower dimension within the hyperplane of a strict row is empty too: its points lie in the
+        sibling across that hyperplane, which the search covers.
+        """
+        if cell is not None and self.strict and cell.dim() < cell.dim_ambient:
+            if np.any(cell.Z[:, list(self.strict)].all(axis=0)):
+                cell = None
         if cell is None:
             self.cell, self.empty = None, True
             return
@@ -50,6 +61,14 @@ class _Node:
         self.lo = np.maximum(self.lo, cell.lo() - pad)
         self.hi = np.minimum(self.hi, cell.hi() + pad)
         self.feasible = True
+
+    @property
+    def priority(self) -> float:
+        """The volume of the node's box (its share of the domain where unbounded): the search takes larger
+        subdomains first. Cells shrink their box to their own extent, so it follows cuts and splits."""
+        if self.bounded:
+            return float(np.prod(self.hi - self.lo))
+        return self.weight
 
     @property
     def bounded(self) -> bool:
@@ -65,6 +84,39 @@ class _Node:
         if self.E.shape[0]:
             return Polytope(A, b, self.E, self.f)
         return Polytope(A, b)
+
+
+def _cut_row(cell: Cell, a: np.ndarray, beta: float, *, keep_side: bool):
+    """The row ``a.x <= beta`` made safe to cut ``cell`` with: unit-norm, and moved so that neither side is a
+    sliver thinner than ``_CUT_MARGIN`` of the cell's extent. None: nothing to cut (the cell meets the row,
+    or lies too little beyond it); False: the cell is all beyond the row.
+
+    The side ``a.x <= beta`` is the proven one: with ``keep_side`` (a proof of what lies beyond, dropped) the
+    row moves out so that less is dropped, else (a proof of what lies within) it moves in so that less is
+    proven. Either way the proof stays valid.
+    """
+    norm = float(np.linalg.norm(a))
+    tiny = _CELL_ROUNDING * (1.0 + abs(beta))
+    if norm <= tiny:
+        return None if beta >= -tiny else False
+    a, beta = a / norm, beta / norm
+    values = cell.V @ a
+    low, high = float(values.min()), float(values.max())
+    margin = _CUT_MARGIN * float(np.max(np.ptp(cell.V, axis=0)))
+    tol = cell.tolerance() + _CELL_ROUNDING * abs(beta)
+    if high - beta <= (margin if keep_side else tol):
+        return None
+    if keep_side:
+        beta = max(beta, low + margin)
+        return None if high - beta <= margin else (a, beta)
+    beta = min(beta, high - margin)
+    return False if beta - low < margin else (a, beta)
+
+
+def _solid(cell: Cell) -> bool:
+    """Full-dimensional beyond doubt: of full rank, and no row holds every vertex (a sliver within the
+    tolerance of a hyperplane is a face, whatever its rank)."""
+    return cell.dim() == cell.dim_ambient and not np.any(cell.Z.all(axis=0))
 
 
 def _clip_or_keep(cell: Cell, A: np.ndarray, b: np.ndarray) -> Cell | None:
@@ -92,7 +144,7 @@ def _child(node: _Node, a: np.ndarray, b: np.ndarray, unit: int, phase: int) -> 
     phases[unit] = phase
     return _Node(node.conj, node.lo, node.hi, np.vstack([node.A, a]), np.concatenate([node.b, b]), node.E, node.f,
                  node.stage, node.M, node.c, phases, node.pattern, node.weight / 2.0, node.depth + 1, node.bisect,
-                 True)
+                 True, strict=node.strict)
 
 
 def _raw_polytope(raw) -> Polytope:
