@@ -112,3 +112,44 @@ def test_faces_empty_parts_and_ranges():
         Cell.box(np.zeros(2), np.array([1.0, 0.0]))
     with pytest.raises(ValueError):
         cell.clip(np.zeros(2), 1.0)
+
+
+def _combinatorial_edges(cell, ip, im):
+    """Edges by the plain combinatorial test: shared rows, and no third vertex on all of them."""
+    Z = cell.Z
+    Zf = Z.astype(float)
+    need = cell.dim_ambient - 1 if cell.dim() == cell.dim_ambient else 0
+    cp, cm = np.nonzero(Zf[ip] @ Zf[im].T >= need)
+    pi, mj = ip[cp], im[cm]
+    common = Z[pi] & Z[mj]
+    holders = (common.astype(float) @ Zf.T) == common.sum(axis=1)[:, None]
+    adjacent = holders.sum(axis=1) == 2
+    return set(zip(pi[adjacent].tolist(), mj[adjacent].tolist()))
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_edges_by_line_keys_equal_the_combinatorial_test(seed):
+    """Edges between simple vertices are matched by their lines' row sets; the set of edges crossing every
+    cut equals the plain combinatorial test's, with cuts through vertices (degenerate) among them."""
+    rng = np.random.default_rng(seed)
+    checked = 0
+    for _ in range(60):
+        d = int(rng.integers(2, 9))
+        cell = Cell.box(-np.ones(d), np.ones(d))
+        for _ in range(int(rng.integers(1, 20))):
+            a = rng.normal(size=d)
+            if rng.random() < 0.3:
+                beta = float(cell.V[rng.integers(cell.n_vertices)] @ a)
+            else:
+                beta = float(0.3 * rng.normal())
+            _, _, _, plus, minus = cell._sides(a, beta)
+            if plus.any() and minus.any():
+                i, j = cell._edges(plus, minus)
+                pairs = list(zip(i.tolist(), j.tolist()))
+                assert len(pairs) == len(set(pairs))
+                assert set(pairs) == _combinatorial_edges(cell, np.flatnonzero(plus), np.flatnonzero(minus))
+                checked += 1
+            cell = cell.clip(a, beta)
+            if cell is None or cell.dim() < d:
+                break
+    assert checked > 100

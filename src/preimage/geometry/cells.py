@@ -131,19 +131,90 @@ class Cell:
         """Index pairs (i in plus, j in minus) of the vertices that span an edge."""
         ip = np.flatnonzero(plus)
         im = np.flatnonzero(minus)
+        d = self.dim_ambient
+        if self.dim() < d:
+            return self._edges_by_incidence(ip, im, 0)
+        on = self.Z.sum(axis=1)
+        simple_p, simple_m = ip[on[ip] == d], im[on[im] == d]
+        found = self._simple_edges(simple_p, simple_m)
+        if found is None:
+            found = self._edges_by_incidence(simple_p, simple_m, d - 1)
+        # Pairs with an end on more (or, by rounding, fewer) than d rows: the incidence test.
+        others = [found, self._edges_by_incidence(ip[on[ip] != d], im, d - 1),
+                  self._edges_by_incidence(simple_p, im[on[im] != d], d - 1)]
+        return np.concatenate([o[0] for o in others]), np.concatenate([o[1] for o in others])
+
+    def _edges_by_incidence(self, ip: np.ndarray, im: np.ndarray, need: int):
+        """Edges between the vertices ``ip`` and ``im`` by the combinatorial test: the two share ``need`` rows
+        or more, and no third vertex lies on every row they share."""
+        empty = np.zeros(0, dtype=np.intp)
+        if ip.size == 0 or im.size == 0:
+            return empty, empty
         Zf = self.Z.astype(np.float64)
         shared = Zf[ip] @ Zf[im].T
-        full = self.dim() == self.dim_ambient
-        need = self.dim_ambient - 1 if full else 0
         cand_p, cand_m = np.nonzero(shared >= need)
         if cand_p.size == 0:
-            return cand_p, cand_m
+            return empty, empty
         pi, mj = ip[cand_p], im[cand_m]
-        common = self.Z[pi] & self.Z[mj]
-        size = common.sum(axis=1)
-        holders = (common.astype(np.float64) @ Zf.T) == size[:, None]
-        adjacent = holders.sum(axis=1) == 2
+        adjacent = np.zeros(pi.size, dtype=bool)
+        if need == self.dim_ambient - 1:
+            # A simple vertex (on exactly d rows, independent as it is a vertex) shares a line with each
+            # vertex on d - 1 of its rows: the polytope meets that line in a segment whose ends are the two
+            # vertices (no vertex lies between two others), so the pair is an edge with no further test.
+            on = self.Z.sum(axis=1)
+            adjacent = (on[pi] == self.dim_ambient) | (on[mj] == self.dim_ambient)
+        rest = np.flatnonzero(~adjacent)
+        if rest.size:
+            common = self.Z[pi[rest]] & self.Z[mj[rest]]
+            size = common.sum(axis=1)
+            holders = (common.astype(np.float64) @ Zf.T) == size[:, None]
+            adjacent[rest] = holders.sum(axis=1) == 2
         return pi[adjacent], mj[adjacent]
+
+    def _simple_edges(self, ip: np.ndarray, im: np.ndarray):
+        """Edges between simple vertices (each on exactly d rows) of a full-dimensional cell, by matching the
+        (d - 1)-row sets of their edge lines; None where the sets do not fit one integer key, or a line holds
+        more than two vertices (rounding), for the incidence test to decide."""
+        d = self.dim_ambient
+        m = self.Z.shape[1]
+        bits = max(1, int(m - 1).bit_length())
+        empty = np.zeros(0, dtype=np.intp)
+        if ip.size == 0 or im.size == 0:
+            return empty, empty
+        if m <= 63:
+            # The key of a line is the bit mask of its rows: a vertex's mask less one of its bits.
+            bit = np.left_shift(np.int64(1), np.arange(m, dtype=np.int64))
+
+            def keys(index):
+                rows = np.nonzero(self.Z[index])[1].reshape(index.size, d)
+                masks = bit[rows]
+                lines = masks.sum(axis=1)[:, None] - masks
+                return lines.ravel(), np.repeat(index, d)
+        elif d >= 2 and bits * (d - 1) <= 62:
+            # Else the rows' indices in base 2^bits, in increasing order.
+            weights = np.left_shift(np.int64(1), bits * np.arange(d - 1, dtype=np.int64))
+
+            def keys(index):
+                rows = np.nonzero(self.Z[index])[1].reshape(index.size, d)
+                lines = np.stack([np.delete(rows, j, axis=1) @ weights for j in range(d)], axis=1)
+                return lines.ravel(), np.repeat(index, d)
+        else:
+            return None
+
+        kp, op = keys(ip)
+        km, om = keys(im)
+        key = np.concatenate([kp, km])
+        owner = np.concatenate([op, om])
+        minus_side = np.concatenate([np.zeros(kp.size, bool), np.ones(km.size, bool)])
+        order = np.argsort(key, kind="stable")
+        key, owner, minus_side = key[order], owner[order], minus_side[order]
+        same = key[1:] == key[:-1]
+        if np.any(same[1:] & same[:-1]):
+            return None
+        hit = np.flatnonzero(same & (minus_side[1:] != minus_side[:-1]))
+        first_minus = minus_side[hit]
+        return (np.where(first_minus, owner[hit + 1], owner[hit]),
+                np.where(first_minus, owner[hit], owner[hit + 1]))
 
     def split(self, a, beta) -> tuple["Cell | None", "Cell | None"]:
         """The parts ``a.x <= beta`` and ``a.x >= beta``; None for an empty part.

@@ -125,7 +125,9 @@ def _backward(stages, first, relax, k: int, L: np.ndarray, centre, radius, verti
     const += _first_bias(first, stages[0], L)
     X = _first_linear(first, stages[0], L)
     if vertices is not None:
-        upper = const + np.max(np.matmul(X, np.swapaxes(vertices, 1, 2)), axis=2)
+        upper = const.copy()
+        for i, V in enumerate(vertices):
+            upper[i] += np.max(X[i] @ V.T, axis=1)
     else:
         upper = const + np.einsum("nmd,nd->nm", X, centre) + np.einsum("nmd,nd->nm", np.abs(X), radius)
     return upper, X, const
@@ -148,8 +150,8 @@ def stack_bounds(stages, lo, hi, *, first=None, phases=None, rows=None, linear: 
         bounded linearly).
     first_bounds : optional ``(lower, upper)``, each (n, units_0): known bounds of stage 0's pre-activation
         (e.g. exact ranges over a polytope inside the box), intersected with the box's.
-    vertices : optional (n, v, d): for each box, points whose convex hull holds the set to bound (repeat a
-        point to pad); linear relaxations are then maximised over these points instead of the box.
+    vertices : optional sequence of n arrays (v_i, d): for each box, points whose convex hull holds the set to
+        bound; linear relaxations are then maximised over these points instead of the box.
     """
     lo = np.asarray(lo, dtype=np.float64)
     hi = np.asarray(hi, dtype=np.float64)

@@ -229,12 +229,7 @@ class _Search:
                 rows[k - stage] = np.vstack([r.A, r.E])
         vertices = None
         if all(n.cell is not None for n in group):
-            most = max(n.cell.n_vertices for n in group)
-            vertices = np.empty((len(group), most, self.d))
-            for i, n in enumerate(group):
-                V = n.cell.V
-                vertices[i, : V.shape[0]] = V
-                vertices[i, V.shape[0]:] = V[0]
+            vertices = [n.cell.V for n in group]
         return stack_bounds(stages, lo, hi, first=first, phases=phases, rows=rows, first_bounds=exact,
                             vertices=vertices)
 
