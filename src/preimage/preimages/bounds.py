@@ -98,9 +98,10 @@ def _first_bias(first, stage0: Stage, L: np.ndarray) -> np.ndarray:
     return L @ stage0.affine.bias
 
 
-def _backward(stages, first, relax, k: int, L: np.ndarray, centre, radius, vertices=None):
+def _backward(stages, first, relax, k: int, L: np.ndarray, centre, radius, vertices=None, needed=None):
     """Upper bounds of ``L z_k`` (L (n, m, units_k)) over the boxes (or the hulls of ``vertices``), and the affine
-    bound ``L z_k <= X x + const`` they maximise: ``(upper, X, const)``."""
+    bound ``L z_k <= X x + const`` they maximise: ``(upper, X, const)``. With ``vertices``, ``needed`` (n, m)
+    bool restricts the maximisation to the rows each box needs (the others' upper bounds are +inf)."""
     n = centre.shape[0]
     if L.ndim == 2:
         # The same rows for every box: the first product through the weights is shared by the stack.
@@ -125,9 +126,16 @@ def _backward(stages, first, relax, k: int, L: np.ndarray, centre, radius, verti
     const += _first_bias(first, stages[0], L)
     X = _first_linear(first, stages[0], L)
     if vertices is not None:
-        upper = const.copy()
-        for i, V in enumerate(vertices):
-            upper[i] += np.max(X[i] @ V.T, axis=1)
+        if needed is None:
+            upper = const.copy()
+            for i, V in enumerate(vertices):
+                upper[i] += np.max(X[i] @ V.T, axis=1)
+        else:
+            upper = np.full(const.shape, np.inf)
+            for i, V in enumerate(vertices):
+                rows = np.flatnonzero(needed[i])
+                if rows.size:
+                    upper[i, rows] = const[i, rows] + np.max(X[i, rows] @ V.T, axis=1)
     else:
         upper = const + np.einsum("nmd,nd->nm", X, centre) + np.einsum("nmd,nd->nm", np.abs(X), radius)
     return upper, X, const
@@ -184,7 +192,9 @@ def stack_bounds(stages, lo, hi, *, first=None, phases=None, rows=None, linear: 
                 if open_units.size:
                     eye = np.eye(units)[open_units]
                     both = np.concatenate([eye, -eye], axis=0)
-                    up, _, _ = _backward(stages, first, relax, k, both, centre, radius, vertices)
+                    unstable = (zl[:, open_units] < 0.0) & (zu[:, open_units] > 0.0)
+                    up, _, _ = _backward(stages, first, relax, k, both, centre, radius, vertices,
+                                         np.concatenate([unstable, unstable], axis=1))
                     zu[:, open_units] = np.minimum(zu[:, open_units], up[:, :open_units.size])
                     zl[:, open_units] = np.maximum(zl[:, open_units], -up[:, open_units.size:])
         lowers.append(zl)
