@@ -295,3 +295,38 @@ def test_pieces_of_the_vertex_search_know_their_facts_without_lps(seed, sizes):
         # A vertex within feasibility_tol (relative to the cell's extent) of a row counts as on it, so the
         # hull of the cell's vertices and the polytope of its rows agree to a few multiples of that tolerance.
         np.testing.assert_allclose(P.volume().value, bare.volume().value, rtol=1e3 * current().feasibility_tol)
+
+
+@pytest.mark.parametrize("seed, sizes", [(90, [3, 12, 10, 3]), (91, [4, 10, 8, 4]), (92, [5, 8, 6, 3])])
+def test_relaxation_cuts_keep_the_set_exact_and_disjoint(seed, sizes, monkeypatch):
+    """Cells cut by the relaxation's affine bounds (a proven-inside piece, a dropped part, the rest in convex
+    parts) give the same set as the search that splits down to single patterns, which makes no cut."""
+    from preimage.preimages.search import _Search
+
+    cuts = []
+    original = _Search._cut
+
+    def counted(self, node, bounds, i):
+        out = original(self, node, bounds, i)
+        cuts.append(out is not None)
+        return out
+
+    monkeypatch.setattr(_Search, "_cut", counted)
+    net = random_net(seed, sizes)
+    d = sizes[0]
+    box = Box(np.full(d, -1.0), np.full(d, 1.5))
+    target = ArgMax(0)
+    cut = preimage(net, target, box)
+    assert any(cuts)
+    cuts.clear()
+    regions = preimage(net, target, box, one_pattern_per_piece=True)
+    assert not cuts
+    assert cut.complete and regions.complete
+    assert cut.volume().value == pytest.approx(regions.volume().value, rel=1e-7, abs=1e-12)
+    assert cut.verify(3000, rng=seed).ok
+    assert all(p.checked for p in cut.pieces)
+    # Pieces meet only on boundaries: no two share an interior point.
+    full = [p.polytope for p in cut.pieces if p.dim == d][:25]
+    for P, Q in itertools.combinations(full, 2):
+        both = P.intersect(Q)
+        assert both.is_empty() or both.dim < d
