@@ -101,7 +101,8 @@ def preimage(net, target, domain=None, *, budget: Budget | None = None, one_patt
             with open(path, "rb") as handle:
                 state = pickle.load(handle)
             if not isinstance(state, _State) or state.fingerprint != fingerprint:
-                raise PreimageError(f"checkpoint {path} was written for another network, target or domain")
+                raise PreimageError(f"checkpoint {path} was written for another network, target or domain "
+                                    "(or by another version of preimage)")
     if state is None:
         roots = search.roots(search_parts)
         state = _State(fingerprint, [], [], roots=max(1, len(roots)))

@@ -28,8 +28,12 @@ class _RawPiece:
     cell: Cell | None = None
 
 
+# The layout of a checkpoint's search state (the queue is a heap of prioritised entries since 2).
+_STATE_FORMAT = b"search state 2"
+
+
 def _fingerprint(net: Network, conjunctions, parts, one_pattern: bool) -> str:
-    digest = hashlib.sha256()
+    digest = hashlib.sha256(_STATE_FORMAT)
     for layer in net.layers:
         for factor in layer.affine.factors:
             if hasattr(factor, "indptr"):
