@@ -115,6 +115,16 @@ class Cell:
             rank = min(rank, self.dim_ambient - 1)
         return rank
 
+    @cached_property
+    def _rows_on(self) -> np.ndarray:
+        """(v,) the number of rows each vertex lies on."""
+        return self.Z.sum(axis=1)
+
+    @cached_property
+    def _Zf(self) -> np.ndarray:
+        """The incidence as floats, for counting shared rows by matrix products."""
+        return self.Z.astype(np.float64)
+
     # ------------------------------------------------------------------------------------------------ cuts
 
     def _sides(self, a: np.ndarray, beta: float):
@@ -134,7 +144,7 @@ class Cell:
         d = self.dim_ambient
         if self.dim() < d:
             return self._edges_by_incidence(ip, im, 0)
-        on = self.Z.sum(axis=1)
+        on = self._rows_on
         simple_p, simple_m = ip[on[ip] == d], im[on[im] == d]
         found = self._simple_edges(simple_p, simple_m)
         if found is None:
@@ -150,7 +160,7 @@ class Cell:
         empty = np.zeros(0, dtype=np.intp)
         if ip.size == 0 or im.size == 0:
             return empty, empty
-        Zf = self.Z.astype(np.float64)
+        Zf = self._Zf
         shared = Zf[ip] @ Zf[im].T
         cand_p, cand_m = np.nonzero(shared >= need)
         if cand_p.size == 0:
@@ -161,7 +171,7 @@ class Cell:
             # A simple vertex (on exactly d rows, independent as it is a vertex) shares a line with each
             # vertex on d - 1 of its rows: the polytope meets that line in a segment whose ends are the two
             # vertices (no vertex lies between two others), so the pair is an edge with no further test.
-            on = self.Z.sum(axis=1)
+            on = self._rows_on
             adjacent = (on[pi] == self.dim_ambient) | (on[mj] == self.dim_ambient)
         rest = np.flatnonzero(~adjacent)
         if rest.size:

@@ -126,16 +126,10 @@ def _backward(stages, first, relax, k: int, L: np.ndarray, centre, radius, verti
     const += _first_bias(first, stages[0], L)
     X = _first_linear(first, stages[0], L)
     if vertices is not None:
-        if needed is None:
-            upper = const.copy()
-            for i, V in enumerate(vertices):
-                upper[i] += np.max(X[i] @ V.T, axis=1)
-        else:
-            upper = np.full(const.shape, np.inf)
-            for i, V in enumerate(vertices):
-                rows = np.flatnonzero(needed[i])
-                if rows.size:
-                    upper[i, rows] = const[i, rows] + np.max(X[i, rows] @ V.T, axis=1)
+        upper = np.full(const.shape, np.inf)
+        for i, V in enumerate(vertices):
+            rows = slice(None) if needed is None else np.flatnonzero(needed[i])
+            upper[i, rows] = const[i, rows] + np.max(X[i, rows] @ V.T, axis=1)
     else:
         upper = const + np.einsum("nmd,nd->nm", X, centre) + np.einsum("nmd,nd->nm", np.abs(X), radius)
     return upper, X, const

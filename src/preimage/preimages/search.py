@@ -393,13 +393,10 @@ class _Search:
             kids.append(("node", kid))
         return kids
 
-    def _unstable(self, node: _Node, bounds, i: int) -> int:
-        """Units of the node's stage and after that the bounds leave unstable."""
-        return sum(int(np.sum((bounds.lower[k][i] < 0) & (bounds.upper[k][i] > 0)))
-                   for k in range(len(bounds.lower)) if self.stages[node.stage + k].activation.has_kink)
-
     def _worth_bisecting(self, node: _Node, bounds, i: int) -> bool:
-        return self._unstable(node, bounds, i) > 8 * self.d and node.depth < 40 * self.d
+        unstable = sum(int(np.sum((bounds.lower[k][i] < 0) & (bounds.upper[k][i] > 0)))
+                       for k in range(len(bounds.lower)) if self.stages[node.stage + k].activation.has_kink)
+        return unstable > 8 * self.d and node.depth < 40 * self.d
 
     def _bisect(self, node: _Node, bounds, i: int):
         radius = 0.5 * (node.hi - node.lo)
