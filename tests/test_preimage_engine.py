@@ -219,6 +219,27 @@ def test_save_and_load_keep_the_pieces(tmp_path):
     assert loaded.verify(1000, rng=6).ok
 
 
+@pytest.mark.parametrize("seed, sizes", [(81, [2, 6, 6, 3]), (82, [4, 8, 8, 3]), (83, [6, 8, 3])])
+def test_membership_by_vertex_boxes_equals_the_plain_row_test(seed, sizes):
+    """Pieces read off cells test only the points of their boxes; the same pieces as plain polytopes (as
+    after ``load``) test every point: both agree, on random points and on the pieces' vertices and
+    points a rounding away from them."""
+    net = random_net(seed, sizes)
+    box = cube(sizes[0])
+    result = preimage(net, ArgMax(1), box)
+    assert result.pieces and all("_vertex_set" in p.polytope.__dict__ for p in result.pieces)
+    plain = PreimageSet([type(p)(Polytope(p.polytope.A, p.polytope.b), p.witness, p.checked) for p in result.pieces],
+                        net, ArgMax(1), box, True, [], {})
+    rng = np.random.default_rng(seed)
+    vertices = np.vstack([p.polytope.__dict__["_vertex_set"] for p in result.pieces[:40]])
+    X = np.vstack([box.sample(3000, rng=seed), vertices,
+                   vertices + 1e-9 * rng.standard_normal(vertices.shape),
+                   vertices + 1e-5 * rng.standard_normal(vertices.shape)])
+    assert np.array_equal(result.membership(X), plain.membership(X))
+    assert np.array_equal(result.contains(X), plain.contains(X))
+    assert result.contains(X[0]) == bool(plain.contains(X[0]))
+
+
 def test_output_polytope_and_pattern_targets():
     net = random_net(90, [2, 4, 4, 2])
     box = cube(2)

@@ -144,7 +144,7 @@ def preimage(net, target, domain=None, *, budget: Budget | None = None, one_patt
         if flat is not None and affine is not None:
             affine = flat.affine(net, pattern)
         pieces.append(Piece(minimal, point, bool(ok), pattern, affine, conj))
-    undecided = [n.polytope() for n in state.nodes()] if not complete else []
+    undecided = [] if complete else [_undecided_polytope(n, search_net.input_dim) for n in state.nodes()]
     if flat is not None:
         undecided = [flat.polytope(P) for P in undecided]
     stats = {"seconds": state.seconds, "subdomains": state.processed, "lps": state.lps + search.lps,
@@ -152,4 +152,10 @@ def preimage(net, target, domain=None, *, budget: Budget | None = None, one_patt
              "first_piece_seconds": state.first_piece}
     return PreimageSet(pieces, net=net, target=target, domain=domain, complete=complete, undecided=undecided,
                        stats=stats)
+
+
+def _undecided_polytope(node, d: int) -> Polytope:
+    """An open subdomain as a polytope: read off its cell where it holds one (minimal, no LPs), else its rows."""
+    polytope, _ = _from_cell(node.cell, d)
+    return polytope if polytope is not None else node.polytope()
 

@@ -22,7 +22,7 @@ from ..network import AffineMap
 
 __all__ = ["Piece", "PreimageSet", "Verification"]
 
-# Entries of the (points x rows) residual matrix computed at once by membership tests.
+# Entries of the (points x d) blocks tested at once against a piece without vertices.
 _MEMBERSHIP_ENTRIES = 4_000_000
 
 
@@ -148,61 +148,102 @@ class PreimageSet:
                 minimal = polytope.minimal()
             except Infeasible:
                 continue  # a sliver that the redundancy LPs find empty at the feasibility tolerance
-            extra.append(Piece(minimal, minimal.relative_interior_point(), checked=False, alternative=-1))
+            # A polytope read off a search cell carries its vertex mean, an interior point: no Chebyshev LP.
+            cell_form = minimal.__dict__.get("_vertex_set") is not None
+            witness = minimal._feasible_point if cell_form else minimal.relative_interior_point()
+            extra.append(Piece(minimal, witness, checked=False, alternative=-1))
         return PreimageSet(list(self.pieces) + extra, self.net, self.target, self.domain, True, [], dict(self.stats))
 
     # -- membership -----------------------------------------------------------------------------------
-    def _stacked(self):
-        """Every piece's rows stacked: (rows (R, d), rhs (R,), equality (R,) bool, start index per piece)."""
-        cached = getattr(self, "_stack", None)
+    def _boxes(self):
+        """``(lo, hi)`` (pieces, d) of the pieces that carry their vertices (those read off a search cell),
+        and the indices of the others, which membership tests against every point."""
+        cached = getattr(self, "_box_cache", None)
         if cached is not None and cached[0] == len(self.pieces):
             return cached[1]
         d = self.dim_ambient
-        blocks, rhs, eq, starts = [], [], [], []
-        count = 0
-        for piece in self.pieces:
-            P = piece.polytope
-            starts.append(count)
-            blocks += [P.A, P.E]
-            rhs += [P.b, P.f]
-            eq += [np.zeros(P.n_ineq, bool), np.ones(P.n_eq, bool)]
-            count += P.n_ineq + P.n_eq
-        rows = np.vstack(blocks) if blocks else np.zeros((0, d))
-        stack = (rows, np.concatenate(rhs) if rhs else np.zeros(0), np.concatenate(eq) if eq else np.zeros(0, bool),
-                 np.array(starts, dtype=np.intp), count)
-        self._stack = (len(self.pieces), stack)
-        return stack
+        boxed = [i for i, p in enumerate(self.pieces) if p.polytope.__dict__.get("_vertex_set") is not None]
+        lo = np.array([self.pieces[i].polytope.__dict__["_vertex_set"].min(axis=0) for i in boxed]).reshape(-1, d)
+        hi = np.array([self.pieces[i].polytope.__dict__["_vertex_set"].max(axis=0) for i in boxed]).reshape(-1, d)
+        others = np.setdiff1d(np.arange(len(self.pieces)), boxed)
+        found = (np.array(boxed, dtype=np.intp), lo, hi, others)
+        self._box_cache = (len(self.pieces), found)
+        return found
 
-    def membership(self, X, tol: float | None = None) -> np.ndarray:
-        """(n, pieces) bool: which piece holds which point, within ``tol`` relative to the data's size."""
+    def _hits(self, points: np.ndarray, tol: float):
+        """``(point index, piece index)`` of every point in every piece that holds it, within ``tol``.
+
+        A row ``a.x <= b`` holds at x within ``tol * (1 + |b| + |a|.|x|)``. Pieces that carry their vertices
+        test only the points of their bounding box, padded by four times the largest such allowance there;
+        the others test every point.
+        """
+        boxed, lo, hi, others = self._boxes()
+        found_points, found_pieces = [], []
+
+        def test(index, piece_index):
+            P = self.pieces[piece_index].polytope
+            X = points[index]
+            ok = np.ones(len(index), dtype=bool)
+            for A, b, equality in ((P.A, P.b, False), (P.E, P.f, True)):
+                if not A.shape[0]:
+                    continue
+                residual = X @ A.T - b
+                allowed = tol * (1.0 + np.abs(b) + np.abs(X) @ np.abs(A.T))
+                ok &= np.all(np.abs(residual) <= allowed if equality else residual <= allowed, axis=1)
+            found_points.append(index[ok])
+            found_pieces.append(np.full(int(ok.sum()), piece_index, dtype=np.intp))
+
+        if boxed.size and points.shape[0]:
+            reach = np.array([np.abs(self.pieces[i].polytope.A).sum(axis=1).max(initial=0.0) for i in boxed])
+            slack = np.array([np.abs(self.pieces[i].polytope.b).max(initial=0.0) for i in boxed])
+            size = np.maximum(np.abs(lo), np.abs(hi)).sum(axis=1)
+            pad = 4.0 * tol * (1.0 + reach * size + slack)
+            low, high = lo - pad[:, None], hi + pad[:, None]
+            # Points sorted along the axis the boxes are thinnest on: each box's slab is one slice of them.
+            spread = np.ptp(points, axis=0)
+            axis = int(np.argmin(np.mean(high - low, axis=0) / np.where(spread > 0, spread, 1.0)))
+            order = np.argsort(points[:, axis], kind="stable")
+            ordered = points[order]
+            first = np.searchsorted(ordered[:, axis], low[:, axis], side="left")
+            last = np.searchsorted(ordered[:, axis], high[:, axis], side="right")
+            for k in np.flatnonzero(last > first):
+                block = ordered[first[k]:last[k]]
+                inside = np.all((block >= low[k]) & (block <= high[k]), axis=1)
+                if inside.any():
+                    test(order[first[k]:last[k]][inside], int(boxed[k]))
+        if others.size:
+            everyone = np.arange(points.shape[0], dtype=np.intp)
+            step = max(1, _MEMBERSHIP_ENTRIES // max(1, points.shape[1] * 8))
+            for i in others:
+                for start in range(0, everyone.size, step):
+                    test(everyone[start:start + step], int(i))
+        if not found_points:
+            return np.zeros(0, dtype=np.intp), np.zeros(0, dtype=np.intp)
+        return np.concatenate(found_points), np.concatenate(found_pieces)
+
+    def _points(self, X) -> np.ndarray:
         X = np.asarray(X, dtype=np.float64)
         points = X[None, :] if X.ndim == 1 else X
         d = self.dim_ambient
         if points.ndim != 2 or points.shape[1] != d:
             raise ShapeError(f"points must have shape (n, {d}) or ({d},), got {X.shape}")
+        return points
+
+    def membership(self, X, tol: float | None = None) -> np.ndarray:
+        """(n, pieces) bool: which piece holds which point, within ``tol`` relative to the data's size."""
+        points = self._points(X)
         tol = _settings.current().feasibility_tol if tol is None else float(tol)
-        rows, rhs, eq, starts, count = self._stacked()
-        n = points.shape[0]
-        if not self.pieces:
-            return np.zeros((n, 0), dtype=bool)
-        sizes = np.diff(np.append(starts, count))
-        result = np.ones((n, len(self.pieces)), dtype=bool)
-        nonempty = sizes > 0
-        if not count:
-            return result
-        abs_rows = np.abs(rows.T)
-        step = max(1, _MEMBERSHIP_ENTRIES // max(1, count))      # points per chunk: bounded memory
-        for start in range(0, n, step):
-            chunk = points[start:start + step]
-            residual = chunk @ rows.T - rhs
-            allowed = tol * (1.0 + np.abs(rhs) + np.abs(chunk) @ abs_rows)
-            ok = np.where(eq, np.abs(residual) <= allowed, residual <= allowed)
-            result[start:start + step, nonempty] = np.logical_and.reduceat(ok, starts[nonempty], axis=1)
+        result = np.zeros((points.shape[0], len(self.pieces)), dtype=bool)
+        rows, columns = self._hits(points, tol)
+        result[rows, columns] = True
         return result
 
     def contains(self, X, tol: float | None = None):
         """Membership in the union of the pieces (the network is not consulted). (n, d) -> (n,) bool."""
-        inside = self.membership(X, tol).any(axis=1)
+        points = self._points(X)
+        tol = _settings.current().feasibility_tol if tol is None else float(tol)
+        inside = np.zeros(points.shape[0], dtype=bool)
+        inside[self._hits(points, tol)[0]] = True
         return bool(inside[0]) if np.ndim(X) == 1 else inside
 
     # -- measures -------------------------------------------------------------------------------------
