@@ -204,6 +204,26 @@ def test_resume_gives_the_same_set(tmp_path):
         preimage(net, ArgMax(1), box, checkpoint=path, resume=True)
 
 
+def test_a_memory_bound_on_the_queue_searches_depth_first_and_gives_the_same_set(tmp_path, monkeypatch):
+    import preimage.preimages.budget as budget
+
+    net = random_net(71, [3, 8, 8, 3])
+    box = cube(3)
+    straight = preimage(net, ArgMax(0), box)
+    monkeypatch.setattr(budget, "_QUEUE_BYTES", 1)
+    path = tmp_path / "bounded.ckpt"
+    first = preimage(net, ArgMax(0), box, budget=Budget(subdomains=40), checkpoint=path)
+    assert not first.complete
+    state = __import__("pickle").loads(path.read_bytes())
+    assert state.stack and state.held == sum(node.nbytes for node in state.nodes())
+    resumed = preimage(net, ArgMax(0), box, checkpoint=path, resume=True)
+    bounded = preimage(net, ArgMax(0), box)
+    for result in (resumed, bounded):
+        assert result.complete and result.verify(2000, rng=7).ok
+        assert result.volume().value == pytest.approx(straight.volume().value, rel=1e-9)
+    assert len(resumed) == len(bounded)
+
+
 def test_save_and_load_keep_the_pieces(tmp_path):
     net = random_net(80, [2, 4, 3])
     box = cube(2)

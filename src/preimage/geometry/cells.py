@@ -120,11 +120,6 @@ class Cell:
         """(v,) the number of rows each vertex lies on."""
         return self.Z.sum(axis=1)
 
-    @cached_property
-    def _Zf(self) -> np.ndarray:
-        """The incidence as floats, for counting shared rows by matrix products."""
-        return self.Z.astype(np.float64)
-
     # ------------------------------------------------------------------------------------------------ cuts
 
     def _sides(self, a: np.ndarray, beta: float):
@@ -142,25 +137,33 @@ class Cell:
         ip = np.flatnonzero(plus)
         im = np.flatnonzero(minus)
         d = self.dim_ambient
+        # The incidence as floats counts shared rows by matrix products: made at most once per cut, not kept.
+        made = []
+
+        def Zf():
+            if not made:
+                made.append(self.Z.astype(np.float64))
+            return made[0]
+
         if self.dim() < d:
-            return self._edges_by_incidence(ip, im, 0)
+            return self._edges_by_incidence(ip, im, 0, Zf)
         on = self._rows_on
         simple_p, simple_m = ip[on[ip] == d], im[on[im] == d]
         found = self._simple_edges(simple_p, simple_m)
         if found is None:
-            found = self._edges_by_incidence(simple_p, simple_m, d - 1)
+            found = self._edges_by_incidence(simple_p, simple_m, d - 1, Zf)
         # Pairs with an end on more (or, by rounding, fewer) than d rows: the incidence test.
-        others = [found, self._edges_by_incidence(ip[on[ip] != d], im, d - 1),
-                  self._edges_by_incidence(simple_p, im[on[im] != d], d - 1)]
+        others = [found, self._edges_by_incidence(ip[on[ip] != d], im, d - 1, Zf),
+                  self._edges_by_incidence(simple_p, im[on[im] != d], d - 1, Zf)]
         return np.concatenate([o[0] for o in others]), np.concatenate([o[1] for o in others])
 
-    def _edges_by_incidence(self, ip: np.ndarray, im: np.ndarray, need: int):
+    def _edges_by_incidence(self, ip: np.ndarray, im: np.ndarray, need: int, incidence):
         """Edges between the vertices ``ip`` and ``im`` by the combinatorial test: the two share ``need`` rows
-        or more, and no third vertex lies on every row they share."""
+        or more, and no third vertex lies on every row they share. ``incidence()`` gives ``Z`` as floats."""
         empty = np.zeros(0, dtype=np.intp)
         if ip.size == 0 or im.size == 0:
             return empty, empty
-        Zf = self._Zf
+        Zf = incidence()
         shared = Zf[ip] @ Zf[im].T
         cand_p, cand_m = np.nonzero(shared >= need)
         if cand_p.size == 0:
@@ -250,10 +253,16 @@ class Cell:
         for keep, sign in ((minus, 1.0), (plus, -1.0)):
             sel = keep | on
             V = np.vstack([self.V[sel], new_V])
-            Z = np.vstack([self.Z[sel], new_Z])
             flag = np.concatenate([on[sel], np.ones(new_V.shape[0], dtype=bool)])
-            parts.append(Cell(np.vstack([self.A, sign * a[None, :]]), np.append(self.b, sign * beta), V,
-                              np.hstack([Z, flag[:, None]]), self.full))
+            Z = np.hstack([np.vstack([self.Z[sel], new_Z]), flag[:, None]])
+            A, b = np.vstack([self.A, sign * a[None, :]]), np.append(self.b, sign * beta)
+            if self.full:
+                # A row of a full-dimensional cell on fewer than d vertices is no facet: it is dropped, so
+                # that the rows (and the incidence) stay as few as the facets.
+                facet = Z.sum(axis=0) >= self.dim_ambient
+                if not facet.all():
+                    A, b, Z = A[facet], b[facet], Z[:, facet]
+            parts.append(Cell(A, b, V, Z, self.full))
         return parts[0], parts[1]
 
     def clip(self, a, beta) -> "Cell | None":

@@ -11,7 +11,7 @@ import heapq
 import pickle
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -39,18 +39,26 @@ class Budget:
 
 
 
+# Open subdomains held in the largest-first heap, in bytes; beyond it new ones go to a depth-first stack.
+_QUEUE_BYTES = 2 ** 31
+
+
 @dataclass
 class _State:
     """Everything a resumed search needs.
 
     ``queue`` is a heap of ``(-priority, order, node)``: each round takes the largest subdomains first (see
     ``_Node.priority``), so that a budget spent early leaves the most volume decided; ``order`` (the push count)
-    breaks ties, so a run and its resumption take the same rounds.
+    breaks ties, so a run and its resumption take the same rounds. Largest-first keeps a wide frontier open;
+    once the open subdomains hold ``_QUEUE_BYTES``, new ones go to ``stack`` instead, which is searched
+    depth-first (and first) until it is spent, so that memory stays bounded.
     """
 
     fingerprint: str
     queue: list
     pieces: list
+    stack: list = field(default_factory=list)
+    held: int = 0                 # bytes of the open subdomains
     pushed: int = 0
     processed: int = 0
     lps: int = 0
@@ -62,20 +70,36 @@ class _State:
 
     def push(self, nodes) -> None:
         for node in nodes:
-            heapq.heappush(self.queue, (-node.priority, self.pushed, node))
+            entry = (-node.priority, self.pushed, node)
+            if self.stack or self.held >= _QUEUE_BYTES:
+                self.stack.append(entry)
+            else:
+                heapq.heappush(self.queue, entry)
+            self.held += node.nbytes
             self.pushed += 1
 
     def pop(self, count: int) -> list:
-        """The entries of the ``count`` largest open subdomains, taken off the queue."""
-        return [heapq.heappop(self.queue) for _ in range(min(count, len(self.queue)))]
+        """The entries of ``count`` open subdomains, taken off the stack (the latest first) while it holds any,
+        else off the heap (the largest first)."""
+        if self.stack:
+            entries = self.stack[-count:][::-1]
+            del self.stack[-count:]
+        else:
+            entries = [heapq.heappop(self.queue) for _ in range(min(count, len(self.queue)))]
+        self.held -= sum(entry[2].nbytes for entry in entries)
+        return entries
 
     def put_back(self, entries) -> None:
         for entry in entries:
             heapq.heappush(self.queue, entry)
+            self.held += entry[2].nbytes
 
     def nodes(self) -> list:
         """The open subdomains."""
-        return [entry[2] for entry in self.queue]
+        return [entry[2] for entry in self.queue + self.stack]
+
+    def __len__(self) -> int:
+        return len(self.queue) + len(self.stack)
 
 
 
@@ -89,7 +113,7 @@ def _run(search, state: _State, budget: Budget, progress, checkpoint, checkpoint
     last_save = time.perf_counter()
     complete = True
     try:
-        while state.queue:
+        while len(state):
             elapsed = time.perf_counter() - start
             if ((budget.seconds is not None and elapsed >= budget.seconds)
                     or (budget.pieces is not None and len(state.pieces) >= budget.pieces)
@@ -116,7 +140,7 @@ def _run(search, state: _State, budget: Budget, progress, checkpoint, checkpoint
             state.dropped += dropped
             state.seconds = time.perf_counter() - start
             bar.n = min(1.0, state.decided / state.roots)
-            bar.set_postfix_str(f"{len(state.pieces)} pieces, {len(state.queue)} open, {state.seconds:.1f} s")
+            bar.set_postfix_str(f"{len(state.pieces)} pieces, {len(state)} open, {state.seconds:.1f} s")
             if checkpoint is not None and time.perf_counter() - last_save >= checkpoint_every:
                 _save_state(state, search, checkpoint)
                 last_save = time.perf_counter()
@@ -127,7 +151,7 @@ def _run(search, state: _State, budget: Budget, progress, checkpoint, checkpoint
     state.seconds = time.perf_counter() - start
     if checkpoint is not None:
         _save_state(state, search, checkpoint)
-    return complete and not state.queue
+    return complete and not len(state)
 
 
 def _save_state(state: _State, search, path) -> None:

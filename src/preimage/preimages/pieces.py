@@ -28,8 +28,9 @@ class _RawPiece:
     cell: Cell | None = None
 
 
-# The layout of a checkpoint's search state (the queue is a heap of prioritised entries since 2).
-_STATE_FORMAT = b"search state 2"
+# The layout of a checkpoint's search state (2: the queue is a heap of prioritised entries; 3: strict rows are
+# kept as rows, cells drop the rows that are no facets).
+_STATE_FORMAT = b"search state 3"
 
 
 def _fingerprint(net: Network, conjunctions, parts, one_pattern: bool) -> str:

@@ -23,6 +23,8 @@ from .subdomain import _CELL_ROUNDING, _child, _clip_or_keep, _cut_row, _extent,
 
 # Inputs of at most this dimension, in a bounded box, are searched with the vertices of every subdomain.
 _CELL_DIM = 8
+_CUT_SHARE = 0.0
+_CUT_OUT = 0.0
 
 
 class _Search:
@@ -291,6 +293,18 @@ class _Search:
             open_ = up > r.b
             inner.extend(zip(W[i][:m][open_], (r.b - bounds.input_offsets[k][i][:m])[open_]))
             outer.extend(zip(bounds.lower_weights[k][i][:m], r.b + scale - bounds.lower_offsets[k][i][:m]))
+        probe = 0.5 * (node.cell.V + node.cell.centroid())
+        if outer and _CUT_SHARE > 0:
+            A_o = np.array([a for a, _ in outer]); b_o = np.array([beta for _, beta in outer])
+            if np.mean(np.any(probe @ A_o.T > b_o, axis=1)) < _CUT_OUT:
+                outer = []
+        prove = True
+        if inner and _CUT_SHARE > 0:
+            A_i = np.array([a for a, _ in inner]); b_i = np.array([beta for _, beta in inner])
+            if np.mean(np.all(probe @ A_i.T <= b_i, axis=1)) < _CUT_SHARE:
+                prove = False
+        if not prove and not outer:
+            return None
         rest, kept = node.cell, []
         for a, beta in outer:
             row = _cut_row(rest, a, beta, keep_side=True)
@@ -304,7 +318,9 @@ class _Search:
             kept.append(row)
         trimmed = rest
         parts, rows = [], list(kept)
-        for a, beta in inner:
+        if not prove:
+            rest = None
+        for a, beta in (inner if prove else []):
             row = _cut_row(rest, a, beta, keep_side=False)
             if row is None:
                 continue
@@ -313,7 +329,7 @@ class _Search:
                 break
             below, above = rest.split(*row)
             if above is not None and _solid(above):
-                parts.append((above, rows + [(-row[0], -row[1])], above.A.shape[0] - 1))
+                parts.append((above, rows + [(-row[0], -row[1])], row))
             rows.append(row)
             rest = below
             if rest is None or not _solid(rest):

@@ -42,7 +42,7 @@ class _Node:
     cell: Cell | None = None      # the polytope with its vertices (bounded, low-dimensional inputs)
     empty: bool = False           # known to be empty
     cut: bool = False             # made by a relaxation cut: the next round splits it instead of cutting again
-    strict: tuple = ()            # rows of the cell held strictly: a sibling holds their hyperplanes' points
+    strict: tuple = ()            # rows (a, beta) held strictly: a sibling holds the points of a.x = beta
 
     def set_cell(self, cell: Cell | None) -> None:
         """Hold ``cell`` (None: proven empty) and shrink the box to the cell's bounding box.
@@ -51,8 +51,11 @@ class _Node:
         sibling across that hyperplane, which the search covers.
         """
         if cell is not None and self.strict and cell.dim() < cell.dim_ambient:
-            if np.any(cell.Z[:, list(self.strict)].all(axis=0)):
-                cell = None
+            tol = cell.tolerance()
+            for a, beta in self.strict:
+                if np.all(np.abs(cell.V @ a - beta) <= tol + _CELL_ROUNDING * abs(beta)):
+                    cell = None
+                    break
         if cell is None:
             self.cell, self.empty = None, True
             return
@@ -69,6 +72,14 @@ class _Node:
         if self.bounded:
             return float(np.prod(self.hi - self.lo))
         return self.weight
+
+    @property
+    def nbytes(self) -> int:
+        """The bytes of the node's arrays (its cell's included)."""
+        arrays = [self.lo, self.hi, self.A, self.b, self.E, self.f, self.phases, self.M, self.c]
+        if self.cell is not None:
+            arrays += [self.cell.A, self.cell.b, self.cell.V, self.cell.Z]
+        return sum(array.nbytes for array in arrays if array is not None)
 
     @property
     def bounded(self) -> bool:
