@@ -339,7 +339,8 @@ def test_pieces_of_the_vertex_search_know_their_facts_without_lps(seed, sizes):
 
 
 @pytest.mark.parametrize("seed, sizes", [(90, [3, 12, 10, 3]), (91, [4, 10, 8, 4]), (92, [5, 8, 6, 3])])
-def test_relaxation_cuts_keep_the_set_exact_and_disjoint(seed, sizes, monkeypatch):
+@pytest.mark.parametrize("pays", [0.0, 0.25], ids=["every_cut", "cuts_that_pay"])
+def test_relaxation_cuts_keep_the_set_exact_and_disjoint(seed, sizes, pays, monkeypatch):
     """Cells cut by the relaxation's affine bounds (a proven-inside piece, a dropped part, the rest in convex
     parts) give the same set as the search that splits down to single patterns, which makes no cut."""
     from preimage.preimages.search import _Search
@@ -353,6 +354,7 @@ def test_relaxation_cuts_keep_the_set_exact_and_disjoint(seed, sizes, monkeypatc
         return out
 
     monkeypatch.setattr(_Search, "_cut", counted)
+    monkeypatch.setattr("preimage.preimages.search._CUT_PAYS", pays)
     net = random_net(seed, sizes)
     d = sizes[0]
     box = Box(np.full(d, -1.0), np.full(d, 1.5))

@@ -23,8 +23,16 @@ from .subdomain import _CELL_ROUNDING, _child, _clip_or_keep, _cut_row, _extent,
 
 # Inputs of at most this dimension, in a bounded box, are searched with the vertices of every subdomain.
 _CELL_DIM = 8
-_CUT_SHARE = 0.0
-_CUT_OUT = 0.0
+# A relaxation cut is made when it proves at least this share of the cell inside, or of it outside.
+_CUT_PAYS = 0.25
+
+
+def _share(points: np.ndarray, rows, *, inside: bool) -> float:
+    """The share of ``points`` meeting every row ``a.x <= beta`` (inside), or violating some (not inside)."""
+    A = np.array([a for a, _ in rows])
+    b = np.array([beta for _, beta in rows])
+    met = np.all(points @ A.T <= b, axis=1)
+    return float(np.mean(met if inside else ~met))
 
 
 class _Search:
@@ -281,6 +289,7 @@ class _Search:
         row has ``W_u x + o_u <= b`` is inside it (a piece). The rest is cut into closed convex children, one
         per open row j: the inside cuts of the rows before j held, row j's reversed. Parts meet only on their
         boundaries, so pieces stay disjoint; a part of lower dimension lies in its neighbour and is left out.
+        Each side is cut only where it pays: on at least ``_CUT_PAYS`` of the cell, judged on its vertices.
         """
         inner, outer = [], []
         for k, W in enumerate(bounds.input_weights):
@@ -293,16 +302,12 @@ class _Search:
             open_ = up > r.b
             inner.extend(zip(W[i][:m][open_], (r.b - bounds.input_offsets[k][i][:m])[open_]))
             outer.extend(zip(bounds.lower_weights[k][i][:m], r.b + scale - bounds.lower_offsets[k][i][:m]))
+        # A cut pays where it decides much of the cell; else its parts only multiply the splits to come.
+        # The share is judged on the vertices drawn halfway to their mean (no LP, no cut made yet).
         probe = 0.5 * (node.cell.V + node.cell.centroid())
-        if outer and _CUT_SHARE > 0:
-            A_o = np.array([a for a, _ in outer]); b_o = np.array([beta for _, beta in outer])
-            if np.mean(np.any(probe @ A_o.T > b_o, axis=1)) < _CUT_OUT:
-                outer = []
-        prove = True
-        if inner and _CUT_SHARE > 0:
-            A_i = np.array([a for a, _ in inner]); b_i = np.array([beta for _, beta in inner])
-            if np.mean(np.all(probe @ A_i.T <= b_i, axis=1)) < _CUT_SHARE:
-                prove = False
+        if outer and _share(probe, outer, inside=False) < _CUT_PAYS:
+            outer = []
+        prove = bool(inner) and _share(probe, inner, inside=True) >= _CUT_PAYS
         if not prove and not outer:
             return None
         rest, kept = node.cell, []
