@@ -224,6 +224,23 @@ def test_a_memory_bound_on_the_queue_searches_depth_first_and_gives_the_same_set
     assert len(resumed) == len(bounded)
 
 
+def test_pieces_kept_without_their_vertices_give_the_same_set(monkeypatch):
+    """Beyond a memory budget, pieces keep their facets, vertex mean and box only: the same set, volume and
+    membership."""
+    net = random_net(72, [4, 8, 8, 3])
+    box = cube(4)
+    full = preimage(net, ArgMax(2), box)
+    monkeypatch.setattr("preimage.preimages.search._PIECE_VERTEX_BYTES", 0)
+    small = preimage(net, ArgMax(2), box)
+    assert len(small) == len(full) and small.complete
+    assert all("_vertex_set" not in p.polytope.__dict__ and "_vertex_box" in p.polytope.__dict__
+               for p in small.pieces)
+    assert small.volume().value == pytest.approx(full.volume().value, rel=1e-9)
+    X = box.sample(3000, rng=8)
+    assert np.array_equal(small.membership(X), full.membership(X))
+    assert small.verify(2000, rng=9).ok
+
+
 def test_save_and_load_keep_the_pieces(tmp_path):
     net = random_net(80, [2, 4, 3])
     box = cube(2)
@@ -247,7 +264,7 @@ def test_membership_by_vertex_boxes_equals_the_plain_row_test(seed, sizes):
     net = random_net(seed, sizes)
     box = cube(sizes[0])
     result = preimage(net, ArgMax(1), box)
-    assert result.pieces and all("_vertex_set" in p.polytope.__dict__ for p in result.pieces)
+    assert result.pieces and all("_vertex_box" in p.polytope.__dict__ for p in result.pieces)
     plain = PreimageSet([type(p)(Polytope(p.polytope.A, p.polytope.b), p.witness, p.checked) for p in result.pieces],
                         net, ArgMax(1), box, True, [], {})
     rng = np.random.default_rng(seed)

@@ -25,7 +25,7 @@ class _RawPiece:
     hi: np.ndarray
     pattern: tuple | None
     affine: tuple | None          # (M, c): output = M x + c on the piece
-    cell: Cell | None = None
+    cell: "Cell | _Facets | None" = None
 
 
 # The layout of a checkpoint's search state (2: the queue is a heap of prioritised entries; 3: strict rows are
@@ -57,21 +57,49 @@ def _fingerprint(net: Network, conjunctions, parts, one_pattern: bool) -> str:
     return digest.hexdigest()
 
 
-def _from_cell(cell: Cell | None, d: int):
-    """The minimal H-form and the vertex mean of a full-dimensional cell; (None, None) otherwise."""
-    if cell is None or cell.dim() < d:
-        return None, None
+@dataclass(frozen=True, eq=False)
+class _Facets:
+    """A full-dimensional cell kept small: its facet rows, vertex mean and bounding box, not its vertices."""
+
+    A: np.ndarray
+    b: np.ndarray
+    centre: np.ndarray
+    lo: np.ndarray
+    hi: np.ndarray
+
+
+def _compact(cell: Cell, d: int) -> "Cell | _Facets":
+    """A full-dimensional cell as its ``_Facets``; a lower-dimensional one as it is."""
+    if cell.dim() < d:
+        return cell
     rows = cell.facets()
+    return _Facets(cell.A[rows], cell.b[rows], cell.centroid(), cell.lo(), cell.hi())
+
+
+def _from_cell(cell: "Cell | _Facets | None", d: int):
+    """The minimal H-form and the vertex mean of a full-dimensional cell (or its ``_Facets``); (None, None)
+    otherwise. The polytope carries its vertex bounding box, and a cell's polytope its vertices."""
+    if cell is None:
+        return None, None
+    if isinstance(cell, Cell):
+        if cell.dim() < d:
+            return None, None
+        vertices = cell.V
+        cell = _compact(cell, d)
+    else:
+        vertices = None
     # A cell's rows are unit-norm and finite already: the polytope takes them as they are.
-    polytope = _restore(cell.A[rows], cell.b[rows], np.zeros((0, d)), np.zeros(0), False)
-    centre = cell.centroid()
-    # The cell's vertices already decide what LPs would: nonempty, bounded, full-dimensional, minimal.
+    polytope = _restore(cell.A, cell.b, np.zeros((0, d)), np.zeros(0), False)
+    centre = cell.centre
+    # The cell's vertices already decided what LPs would: nonempty, bounded, full-dimensional, minimal.
     arrays = (centre, np.eye(d), polytope.A, polytope.b - polytope.A @ centre,
-              np.arange(len(rows)), np.zeros(0, dtype=int))
+              np.arange(cell.A.shape[0]), np.zeros(0, dtype=int))
     for array in arrays:
         array.setflags(write=False)
     polytope.__dict__.update(_minimal_form=polytope, _feasible_point=centre, _bounded=True,
-                             _hull=AffineHull(*arrays), _vertex_set=cell.V)
+                             _hull=AffineHull(*arrays), _vertex_box=(cell.lo, cell.hi))
+    if vertices is not None:
+        polytope.__dict__["_vertex_set"] = vertices
     return polytope, centre
 
 

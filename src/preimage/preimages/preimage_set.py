@@ -149,22 +149,22 @@ class PreimageSet:
             except Infeasible:
                 continue  # a sliver that the redundancy LPs find empty at the feasibility tolerance
             # A polytope read off a search cell carries its vertex mean, an interior point: no Chebyshev LP.
-            cell_form = minimal.__dict__.get("_vertex_set") is not None
+            cell_form = minimal.__dict__.get("_vertex_box") is not None
             witness = minimal._feasible_point if cell_form else minimal.relative_interior_point()
             extra.append(Piece(minimal, witness, checked=False, alternative=-1))
         return PreimageSet(list(self.pieces) + extra, self.net, self.target, self.domain, True, [], dict(self.stats))
 
     # -- membership -----------------------------------------------------------------------------------
     def _boxes(self):
-        """``(lo, hi)`` (pieces, d) of the pieces that carry their vertices (those read off a search cell),
-        and the indices of the others, which membership tests against every point."""
+        """``(lo, hi)`` (pieces, d) of the pieces that carry their vertices' bounding box (those read off a
+        search cell), and the indices of the others, which membership tests against every point."""
         cached = getattr(self, "_box_cache", None)
         if cached is not None and cached[0] == len(self.pieces):
             return cached[1]
         d = self.dim_ambient
-        boxed = [i for i, p in enumerate(self.pieces) if p.polytope.__dict__.get("_vertex_set") is not None]
-        lo = np.array([self.pieces[i].polytope.__dict__["_vertex_set"].min(axis=0) for i in boxed]).reshape(-1, d)
-        hi = np.array([self.pieces[i].polytope.__dict__["_vertex_set"].max(axis=0) for i in boxed]).reshape(-1, d)
+        boxed = [i for i, p in enumerate(self.pieces) if p.polytope.__dict__.get("_vertex_box") is not None]
+        lo = np.array([self.pieces[i].polytope.__dict__["_vertex_box"][0] for i in boxed]).reshape(-1, d)
+        hi = np.array([self.pieces[i].polytope.__dict__["_vertex_box"][1] for i in boxed]).reshape(-1, d)
         others = np.setdiff1d(np.arange(len(self.pieces)), boxed)
         found = (np.array(boxed, dtype=np.intp), lo, hi, others)
         self._box_cache = (len(self.pieces), found)
@@ -173,7 +173,7 @@ class PreimageSet:
     def _hits(self, points: np.ndarray, tol: float):
         """``(point index, piece index)`` of every point in every piece that holds it, within ``tol``.
 
-        A row ``a.x <= b`` holds at x within ``tol * (1 + |b| + |a|.|x|)``. Pieces that carry their vertices
+        A row ``a.x <= b`` holds at x within ``tol * (1 + |b| + |a|.|x|)``. Pieces that carry their vertex box
         test only the points of their bounding box, padded by four times the largest such allowance there;
         the others test every point.
         """

@@ -17,7 +17,7 @@ from ..geometry import solve_lp
 from ..geometry.cells import Cell
 from ..network import Network
 from .bounds import stack_bounds
-from .pieces import _RawPiece
+from .pieces import _compact, _RawPiece
 from .problem import _stage_rows, _stages
 from .subdomain import _CELL_ROUNDING, _child, _clip_or_keep, _cut_row, _extent, _Node, _solid
 
@@ -25,6 +25,8 @@ from .subdomain import _CELL_ROUNDING, _child, _clip_or_keep, _cut_row, _extent,
 _CELL_DIM = 8
 # A relaxation cut is made when it proves at least this share of the cell inside, or of it outside.
 _CUT_PAYS = 0.25
+# The vertices kept with the pieces of one search, in bytes (see ``_Search._piece``).
+_PIECE_VERTEX_BYTES = 2 ** 30
 
 
 def _share(points: np.ndarray, rows, *, inside: bool) -> float:
@@ -48,6 +50,7 @@ class _Search:
         self.first_dense = None
         self.input_split = input_split
         self.lps = 0
+        self.vertex_bytes = 0
 
     # -- set-up ---------------------------------------------------------------------------------------
     def roots(self, parts) -> list[_Node]:
@@ -480,6 +483,14 @@ class _Search:
         return [("node", kid)]
 
     def _piece(self, node: _Node, *, complete_pattern: bool, affine=None) -> _RawPiece:
+        cell = node.cell
+        if cell is not None:
+            # Pieces keep their vertices (exact volumes without LPs) up to _PIECE_VERTEX_BYTES in all; beyond,
+            # only their facets, vertex mean and box, so that long searches stay within memory.
+            if self.vertex_bytes < _PIECE_VERTEX_BYTES:
+                self.vertex_bytes += cell.V.nbytes
+            else:
+                cell = _compact(cell, self.d)
         return _RawPiece(node.conj, node.A, node.b, node.E, node.f, node.lo, node.hi,
-                         node.pattern if complete_pattern else None, affine if complete_pattern else None, node.cell)
+                         node.pattern if complete_pattern else None, affine if complete_pattern else None, cell)
 
