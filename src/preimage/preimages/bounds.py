@@ -98,6 +98,21 @@ def _first_bias(first, stage0: Stage, L: np.ndarray) -> np.ndarray:
     return L @ stage0.affine.bias
 
 
+def _first_dense(first, stage0: Stage):
+    """Stage 0's map as ``(M (n or 1, units, d), c (n or 1, units))``; None for a first layer too large to
+    hold densely (convolutions of large inputs stay sparse)."""
+    if first is not None:
+        return first
+    affine = stage0.affine
+    if affine.in_features * affine.out_features > _DENSE_FIRST:
+        return None
+    return affine.dense()[None], affine.bias[None]
+
+
+# The largest first layer (entries) whose relaxed product is taken densely, factored (see ``_backward``).
+_DENSE_FIRST = 1 << 20
+
+
 def _backward(stages, first, relax, k: int, L: np.ndarray, centre, radius, vertices=None, needed=None):
     """Upper bounds of ``L z_k`` (L (n, m, units_k)) over the boxes (or the hulls of ``vertices``), and the affine
     bound ``L z_k <= X x + const`` they maximise: ``(upper, X, const)``. With ``vertices``, ``needed`` (n, m)
@@ -113,6 +128,7 @@ def _backward(stages, first, relax, k: int, L: np.ndarray, centre, radius, verti
             L = stages[k].affine.transpose_apply(L)
     else:
         const = np.zeros(L.shape[:2])
+    X = None
     for j in range(k, 0, -1):
         if L.ndim == 3:
             const += L @ stages[j].affine.bias
@@ -122,9 +138,18 @@ def _backward(stages, first, relax, k: int, L: np.ndarray, centre, radius, verti
         neg = np.minimum(L, 0.0)
         const += tu @ pos.T if pos.ndim == 2 else np.einsum("nmu,nu->nm", pos, tu)
         const += tl @ neg.T if neg.ndim == 2 else np.einsum("nmu,nu->nm", neg, tl)
+        dense = _first_dense(first, stages[0]) if j == 1 and L.ndim == 2 else None
+        if dense is not None:
+            # Rows shared by the stack meet the first map factored, (pos su + neg sl) M = pos (su M) + neg (sl M):
+            # batched products, never the (n, m, units) relaxed rows.
+            M, c = dense
+            X = np.matmul(pos, su[:, :, None] * M) + np.matmul(neg, sl[:, :, None] * M)
+            const += (su * c) @ pos.T + (sl * c) @ neg.T
+            break
         L = pos * su[:, None, :] + neg * sl[:, None, :]
-    const += _first_bias(first, stages[0], L)
-    X = _first_linear(first, stages[0], L)
+    if X is None:
+        const += _first_bias(first, stages[0], L)
+        X = _first_linear(first, stages[0], L)
     if vertices is not None:
         upper = np.full(const.shape, np.inf)
         for i, V in enumerate(vertices):
