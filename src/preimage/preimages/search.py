@@ -235,6 +235,7 @@ class _Search:
                 if n.cell is not None:
                     M, c = self._map(n)
                     exact[0][i], exact[1][i] = n.cell.range(M, c)
+                    n.ranges = (exact[0][i], exact[1][i])
         rows = {}
         for k in range(stage + 1, len(self.stages)):
             r = self.rows[conj][k]
@@ -394,7 +395,10 @@ class _Search:
 
     def _split_cell(self, node: _Node, M, c, free):
         """Fix the free units whose sign the vertices decide; split by the most balanced of the rest."""
-        low, high = node.cell.range(M[free], c[free])
+        if node.ranges is not None:
+            low, high = node.ranges[0][free], node.ranges[1][free]
+        else:
+            low, high = node.cell.range(M[free], c[free])
         scale = node.cell.tolerance() * np.linalg.norm(M[free], axis=1) + _CELL_ROUNDING * np.abs(c[free])
         off = high <= scale
         on = (low >= -scale) & ~off

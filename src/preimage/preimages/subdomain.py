@@ -43,6 +43,7 @@ class _Node:
     empty: bool = False           # known to be empty
     cut: bool = False             # made by a relaxation cut: the next round splits it instead of cutting again
     strict: tuple = ()            # rows (a, beta) held strictly: a sibling holds the points of a.x = beta
+    ranges: tuple | None = None   # exact (low, high) of the stage's units over the cell, while it is processed
 
     def set_cell(self, cell: Cell | None) -> None:
         """Hold ``cell`` (None: proven empty) and shrink the box to the cell's bounding box.
@@ -56,6 +57,7 @@ class _Node:
                 if np.all(np.abs(cell.V @ a - beta) <= tol + _CELL_ROUNDING * abs(beta)):
                     cell = None
                     break
+        self.ranges = None
         if cell is None:
             self.cell, self.empty = None, True
             return
