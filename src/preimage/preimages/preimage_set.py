@@ -22,7 +22,7 @@ from ..network import AffineMap
 
 __all__ = ["Piece", "PreimageSet", "Verification"]
 
-# Entries of the (points x d) blocks tested at once against a piece without vertices.
+# Entries of the (points x rows) residuals computed at once for a piece without a vertex box.
 _MEMBERSHIP_ENTRIES = 4_000_000
 
 
@@ -213,8 +213,9 @@ class PreimageSet:
                     test(order[first[k]:last[k]][inside], int(boxed[k]))
         if others.size:
             everyone = np.arange(points.shape[0], dtype=np.intp)
-            step = max(1, _MEMBERSHIP_ENTRIES // max(1, points.shape[1] * 8))
             for i in others:
+                P = self.pieces[i].polytope
+                step = max(1, _MEMBERSHIP_ENTRIES // max(1, P.n_ineq + P.n_eq))
                 for start in range(0, everyone.size, step):
                     test(everyone[start:start + step], int(i))
         if not found_points:

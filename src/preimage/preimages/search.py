@@ -328,8 +328,8 @@ class _Search:
         trimmed = rest
         parts, rows = [], list(kept)
         if not prove:
-            rest = None
-        for a, beta in (inner if prove else []):
+            inner, rest = [], None
+        for a, beta in inner:
             row = _cut_row(rest, a, beta, keep_side=False)
             if row is None:
                 continue
