@@ -372,6 +372,7 @@ def test_relaxation_cuts_keep_the_set_exact_and_disjoint(seed, sizes, pays, monk
 
     monkeypatch.setattr(_Search, "_cut", counted)
     monkeypatch.setattr("preimage.preimages.search._CUT_PAYS", pays)
+    monkeypatch.setattr("preimage.preimages.search._CUT_UNSTABLE", 0)
     net = random_net(seed, sizes)
     d = sizes[0]
     box = Box(np.full(d, -1.0), np.full(d, 1.5))

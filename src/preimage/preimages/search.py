@@ -27,6 +27,8 @@ _CELL_DIM = 8
 _CUT_PAYS = 0.25
 # The vertices kept with the pieces of one search, in bytes (see ``_Search._piece``).
 _PIECE_VERTEX_BYTES = 2 ** 30
+# Cells are cut only while the bounds leave this many units unstable: near the end of a branch splitting is cheaper.
+_CUT_UNSTABLE = 16
 
 
 def _share(points: np.ndarray, rows, *, inside: bool) -> float:
@@ -283,7 +285,8 @@ class _Search:
     def _may_cut(self, node: _Node, bounds, i: int) -> bool:
         return (bounds is not None and node.cell is not None and not node.cut and not self.one_pattern
                 and not any(r.E.shape[0] for r in self.rows[node.conj][node.stage + 1:])
-                and np.any(node.phases == 0) and _solid(node.cell))
+                and np.any(node.phases == 0) and self._unstable(node, bounds, i) >= _CUT_UNSTABLE
+                and _solid(node.cell))
 
     def _cut(self, node: _Node, bounds, i: int):
         """Cut a cell by the affine bounds of the target rows; None when they prove nothing on it.
@@ -421,10 +424,13 @@ class _Search:
             kids.append(("node", kid))
         return kids
 
+    def _unstable(self, node: _Node, bounds, i: int) -> int:
+        """The units that the bounds leave unstable on the node, in its stage and every later one."""
+        return sum(int(np.sum((bounds.lower[k][i] < 0) & (bounds.upper[k][i] > 0)))
+                   for k in range(len(bounds.lower)) if self.stages[node.stage + k].activation.has_kink)
+
     def _worth_bisecting(self, node: _Node, bounds, i: int) -> bool:
-        unstable = sum(int(np.sum((bounds.lower[k][i] < 0) & (bounds.upper[k][i] > 0)))
-                       for k in range(len(bounds.lower)) if self.stages[node.stage + k].activation.has_kink)
-        return unstable > 8 * self.d and node.depth < 40 * self.d
+        return self._unstable(node, bounds, i) > 8 * self.d and node.depth < 40 * self.d
 
     def _bisect(self, node: _Node, bounds, i: int):
         radius = 0.5 * (node.hi - node.lo)
