@@ -8,6 +8,7 @@ and gives the same pieces as an uninterrupted run.
 from __future__ import annotations
 
 import heapq
+import os
 import pickle
 import sys
 import time
@@ -40,7 +41,18 @@ class Budget:
 
 
 # Open subdomains held in the largest-first heap, in bytes; beyond it new ones go to a depth-first stack.
-_QUEUE_BYTES = 2 ** 31
+# None: a third of the machine's memory (at least 1 GiB).
+_QUEUE_BYTES = None
+
+
+def _queue_bytes() -> int:
+    if _QUEUE_BYTES is not None:
+        return _QUEUE_BYTES
+    try:
+        memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):
+        memory = 6 * 2 ** 30
+    return max(2 ** 30, memory // 3)
 
 
 @dataclass
@@ -50,8 +62,9 @@ class _State:
     ``queue`` is a heap of ``(-priority, order, node)``: each round takes the largest subdomains first (see
     ``_Node.priority``), so that a budget spent early leaves the most volume decided; ``order`` (the push count)
     breaks ties, so a run and its resumption take the same rounds. Largest-first keeps a wide frontier open;
-    once the open subdomains hold ``_QUEUE_BYTES``, new ones go to ``stack`` instead, which is searched
-    depth-first (and first) until it is spent, so that memory stays bounded.
+    once the open subdomains hold ``_queue_bytes()`` (a third of the machine's memory), new ones go to
+    ``stack`` instead, which is searched depth-first (and first) until it is spent, so that memory stays
+    bounded.
     """
 
     fingerprint: str
@@ -69,9 +82,10 @@ class _State:
     first_piece: float | None = None
 
     def push(self, nodes) -> None:
+        cap = _queue_bytes()
         for node in nodes:
             entry = (-node.priority, self.pushed, node)
-            if self.stack or self.held >= _QUEUE_BYTES:
+            if self.stack or self.held >= cap:
                 self.stack.append(entry)
             else:
                 heapq.heappush(self.queue, entry)
