@@ -16,6 +16,7 @@ translating or scaling the cell.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from functools import cached_property
 
@@ -138,13 +139,7 @@ class Cell:
         im = np.flatnonzero(minus)
         d = self.dim_ambient
         # The incidence as floats counts shared rows by matrix products: made at most once per cut, not kept.
-        made = []
-
-        def Zf():
-            if not made:
-                made.append(self.Z.astype(np.float64))
-            return made[0]
-
+        Zf = functools.cache(lambda: self.Z.astype(np.float64))
         if self.dim() < d:
             return self._edges_by_incidence(ip, im, 0, Zf)
         on = self._rows_on

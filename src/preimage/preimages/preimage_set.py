@@ -156,8 +156,8 @@ class PreimageSet:
 
     # -- membership -----------------------------------------------------------------------------------
     def _boxes(self):
-        """``(lo, hi)`` (pieces, d) of the pieces that carry their vertices' bounding box (those read off a
-        search cell), and the indices of the others, which membership tests against every point."""
+        """``(index, lo, hi, allowance)`` of the pieces that carry their vertices' bounding box (those read off
+        a search cell), and the indices of the others, which membership tests against every point."""
         cached = getattr(self, "_box_cache", None)
         if cached is not None and cached[0] == len(self.pieces):
             return cached[1]
@@ -166,7 +166,11 @@ class PreimageSet:
         lo = np.array([self.pieces[i].polytope.__dict__["_vertex_box"][0] for i in boxed]).reshape(-1, d)
         hi = np.array([self.pieces[i].polytope.__dict__["_vertex_box"][1] for i in boxed]).reshape(-1, d)
         others = np.setdiff1d(np.arange(len(self.pieces)), boxed)
-        found = (np.array(boxed, dtype=np.intp), lo, hi, others)
+        # The largest ``|b| + |a|.|x|`` of a piece's rows over its box: the tolerance allowance there, per tol.
+        reach = np.array([np.abs(self.pieces[i].polytope.A).sum(axis=1).max(initial=0.0) for i in boxed])
+        slack = np.array([np.abs(self.pieces[i].polytope.b).max(initial=0.0) for i in boxed])
+        allowance = reach * np.maximum(np.abs(lo), np.abs(hi)).sum(axis=1) + slack if boxed else np.zeros(0)
+        found = (np.array(boxed, dtype=np.intp), lo, hi, allowance, others)
         self._box_cache = (len(self.pieces), found)
         return found
 
@@ -177,7 +181,7 @@ class PreimageSet:
         test only the points of their bounding box, padded by four times the largest such allowance there;
         the others test every point.
         """
-        boxed, lo, hi, others = self._boxes()
+        boxed, lo, hi, allowance, others = self._boxes()
         found_points, found_pieces = [], []
 
         def test(index, piece_index):
@@ -194,10 +198,7 @@ class PreimageSet:
             found_pieces.append(np.full(int(ok.sum()), piece_index, dtype=np.intp))
 
         if boxed.size and points.shape[0]:
-            reach = np.array([np.abs(self.pieces[i].polytope.A).sum(axis=1).max(initial=0.0) for i in boxed])
-            slack = np.array([np.abs(self.pieces[i].polytope.b).max(initial=0.0) for i in boxed])
-            size = np.maximum(np.abs(lo), np.abs(hi)).sum(axis=1)
-            pad = 4.0 * tol * (1.0 + reach * size + slack)
+            pad = 4.0 * tol * (1.0 + allowance)
             low, high = lo - pad[:, None], hi + pad[:, None]
             # Points sorted along the axis the boxes are thinnest on: each box's slab is one slice of them.
             spread = np.ptp(points, axis=0)
