@@ -224,6 +224,29 @@ def test_a_memory_bound_on_the_queue_searches_depth_first_and_gives_the_same_set
     assert len(resumed) == len(bounded)
 
 
+def test_subdomains_likely_inside_come_first_and_leave_the_complete_set_unchanged(monkeypatch):
+    """The queue weighs down subdomains whose centroid misses the target: the same complete set whatever the
+    weight, and a budget-stopped inner bound larger than by volume alone."""
+    from preimage.preimages import subdomain
+
+    net = random_net(74, [3, 20, 20, 3])
+    box = cube(3)
+    target = ArgMax(1)
+    ordered = preimage(net, target, box)
+    monkeypatch.setattr(subdomain, "_OUTSIDE_WEIGHT", 1.0)
+    plain = preimage(net, target, box)
+    assert ordered.complete and plain.complete and len(ordered) == len(plain)
+    assert ordered.volume().value == pytest.approx(plain.volume().value, rel=1e-12)
+    budget = Budget(subdomains=300)
+    by_volume = preimage(net, target, box, budget=budget).inner.volume().value
+    monkeypatch.setattr(subdomain, "_OUTSIDE_WEIGHT", 0.05)
+    partial = preimage(net, target, box, budget=budget)
+    assert partial.inner.volume().value > by_volume
+    X = box.sample(4000, rng=10)
+    truth = satisfies(compile_target(target, net), net, X)
+    assert np.all(partial.outer.contains(X) | ~truth)
+
+
 def test_pieces_kept_without_their_vertices_give_the_same_set(monkeypatch):
     """Beyond a memory budget, pieces keep their facets, vertex mean and box only: the same set, volume and
     membership."""

@@ -30,7 +30,7 @@ class _RawPiece:
 
 # The layout of a checkpoint's search state (2: the queue is a heap of prioritised entries; 3: strict rows are
 # kept as rows, cells drop the rows that are no facets; 4: subdomains carry their units' ranges).
-_STATE_FORMAT = b"search state 4"
+_STATE_FORMAT = b"search state 5"
 
 
 def _fingerprint(net: Network, conjunctions, parts, one_pattern: bool) -> str:

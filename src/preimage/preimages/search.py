@@ -17,6 +17,7 @@ from ..geometry import solve_lp
 from ..geometry.cells import Cell
 from ..network import Network
 from .bounds import stack_bounds
+from .conjunction import satisfies
 from .pieces import _compact, _RawPiece
 from .problem import _stage_rows, _stages
 from .subdomain import _CELL_ROUNDING, _child, _clip_or_keep, _cut_row, _extent, _Node, _solid
@@ -219,7 +220,22 @@ class _Search:
                     else:
                         decided += item
                         dropped += 1
+        self._probe(children)
         return children, pieces, decided, dropped
+
+    def _probe(self, nodes: list[_Node]) -> None:
+        """Mark the nodes whose cell's centroid misses the target (one batched forward pass): the queue takes
+        them later (``_Node.priority``)."""
+        held = [node for node in nodes if node.cell is not None]
+        if not held:
+            return
+        centroids = np.stack([node.cell.centroid() for node in held])
+        conj = np.array([node.conj for node in held])
+        for j in np.unique(conj):
+            index = np.flatnonzero(conj == j)
+            met = satisfies(self.conjunctions[j], self.net, centroids[index])
+            for i, ok in zip(index, met):
+                held[i].inside = bool(ok)
 
     def _bounds(self, group, conj, stage, first_layer):
         stages = self.stages[stage:]
