@@ -247,6 +247,44 @@ def test_subdomains_likely_inside_come_first_and_leave_the_complete_set_unchange
     assert np.all(partial.outer.contains(X) | ~truth)
 
 
+def test_subdomains_shed_to_their_facets_in_a_full_queue_give_the_same_set(monkeypatch):
+    """Over the queue's memory cap, waiting cells keep only their facets and are rebuilt when taken: the same
+    set, and a rebuilt cell has the vertices it had."""
+    import preimage.preimages.budget as budget
+    from preimage.preimages.subdomain import _Node
+    from preimage.geometry.cells import Cell
+
+    net = random_net(76, [3, 8, 8, 3])
+    box = cube(3)
+    straight = preimage(net, ArgMax(0), box)
+    restored = []
+    original = _Node.restore
+
+    def counted(node):
+        restored.append(not isinstance(node.cell, Cell) and node.cell is not None)
+        original(node)
+
+    monkeypatch.setattr(_Node, "restore", counted)
+    monkeypatch.setattr(budget, "_QUEUE_BYTES", 10 ** 12)
+    monkeypatch.setattr(budget, "_SHED_SHARE", 0.0)
+    shed = preimage(net, ArgMax(0), box)
+    assert sum(restored) > 10
+    assert shed.complete and len(shed) == len(straight) and shed.verify(2000, rng=11).ok
+    assert shed.volume().value == pytest.approx(straight.volume().value, rel=1e-9)
+
+    rng = np.random.default_rng(12)
+    cell = Cell.box(-np.ones(3), np.ones(3)).clip_rows(rng.standard_normal((6, 3)), 0.5 + rng.random(6))
+    node = _Node(0, -np.ones(3), np.ones(3), np.zeros((0, 3)), np.zeros(0), np.zeros((0, 3)), np.zeros(0), 0,
+                 None, None, np.zeros(0, np.int8))
+    node.set_cell(cell)
+    before = node.nbytes
+    node.shed()
+    assert not isinstance(node.cell, Cell) and node.nbytes < before
+    node.restore()
+    key = lambda V: V[np.lexsort(V.T[::-1])]
+    assert node.cell.V.shape == cell.V.shape and np.allclose(key(node.cell.V), key(cell.V), atol=1e-12)
+
+
 def test_pieces_kept_without_their_vertices_give_the_same_set(monkeypatch):
     """Beyond a memory budget, pieces keep their facets, vertex mean and box only: the same set, volume and
     membership."""

@@ -76,15 +76,20 @@ class Cell:
 
     @cached_property
     def _tolerance(self) -> float:
-        extent = float(np.max(np.ptp(self.V, axis=0))) if self.V.shape[0] > 1 else 0.0
-        magnitude = float(np.max(np.abs(self.V)))
+        lo, hi = self._box
+        extent = float(np.max(hi - lo))
+        magnitude = float(max(np.max(np.abs(lo)), np.max(np.abs(hi))))
         return current().feasibility_tol * extent + _ROUNDING * magnitude
 
+    @cached_property
+    def _box(self) -> tuple[np.ndarray, np.ndarray]:
+        return self.V.min(axis=0), self.V.max(axis=0)
+
     def lo(self) -> np.ndarray:
-        return self.V.min(axis=0)
+        return self._box[0].copy()
 
     def hi(self) -> np.ndarray:
-        return self.V.max(axis=0)
+        return self._box[1].copy()
 
     def range(self, M: np.ndarray, c: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Exact minimum and maximum of ``M x + c`` over the cell: two (k,) arrays (M (k, d), c (k,))."""
@@ -93,6 +98,10 @@ class Cell:
 
     def centroid(self) -> np.ndarray:
         """The mean of the vertices: a point of the relative interior."""
+        return self._centroid.copy()
+
+    @cached_property
+    def _centroid(self) -> np.ndarray:
         return self.V.mean(axis=0)
 
     def dim(self) -> int:

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .._io import write_atomic
+from .pieces import _Facets
 
 __all__ = ["Budget"]
 
@@ -45,6 +46,10 @@ class Budget:
 _QUEUE_BYTES = None
 
 
+# Past this share of the cap, waiting subdomains keep only the facets of their cells (``_Node.shed``).
+_SHED_SHARE = 0.5
+
+
 def _queue_bytes() -> int:
     if _QUEUE_BYTES is not None:
         return _QUEUE_BYTES
@@ -62,9 +67,10 @@ class _State:
     ``queue`` is a heap of ``(-priority, order, node)``: each round takes the largest subdomains first (see
     ``_Node.priority``), so that a budget spent early leaves the most volume decided; ``order`` (the push count)
     breaks ties, so a run and its resumption take the same rounds. Largest-first keeps a wide frontier open;
-    once the open subdomains hold ``_queue_bytes()`` (a third of the machine's memory), new ones go to
-    ``stack`` instead, which is searched depth-first (and first) until it is spent, so that memory stays
-    bounded.
+    once the open subdomains hold ``_SHED_SHARE`` of ``_queue_bytes()`` (a third of the machine's memory),
+    new ones enter the heap with their cells shed to facets (``_Node.shed``: a tenth of the bytes, rebuilt
+    when taken); past the whole of it, or for nodes that cannot shed, they go to ``stack`` instead, which is
+    searched depth-first (and first) until it is spent, so that memory stays bounded.
     """
 
     fingerprint: str
@@ -85,7 +91,11 @@ class _State:
         cap = _queue_bytes()
         for node in nodes:
             entry = (-node.priority, self.pushed, node)
-            if self.stack or self.held >= cap:
+            shed = self.held >= _SHED_SHARE * cap
+            if shed and not self.stack:
+                node.shed()
+            if self.stack or self.held >= cap or (shed and node.cell is not None
+                                                  and not isinstance(node.cell, _Facets)):
                 self.stack.append(entry)
             else:
                 heapq.heappush(self.queue, entry)

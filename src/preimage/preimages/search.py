@@ -174,6 +174,7 @@ class _Search:
         dropped = 0
         live = []
         for node in nodes:
+            node.restore()
             if self._feasible(node):
                 live.append(node)
             else:

@@ -13,6 +13,7 @@ import numpy as np
 
 from ..geometry import Polytope
 from ..geometry.cells import Cell
+from .pieces import _compact, _Facets
 
 _CELL_ROUNDING = 64.0 * np.finfo(np.float64).eps
 # A relaxation cut leaves no part thinner than this share of the cell's extent (slivers are numerically frail).
@@ -43,7 +44,8 @@ class _Node:
     depth: int = 0
     bisect: bool = False
     feasible: bool = False        # known to hold a point
-    cell: Cell | None = None      # the polytope with its vertices (bounded, low-dimensional inputs)
+    cell: Cell | _Facets | None = None  # the polytope with its vertices (bounded, low-dimensional inputs), or
+                                        # only its facets while it waits in a full queue (``shed``)
     empty: bool = False           # known to be empty
     cut: bool = False             # made by a relaxation cut: the next round splits it instead of cutting again
     strict: tuple = ()            # rows (a, beta) held strictly: a sibling holds the points of a.x = beta
@@ -72,6 +74,20 @@ class _Node:
         self.hi = np.minimum(self.hi, cell.hi() + pad)
         self.feasible = True
 
+    def shed(self) -> None:
+        """Keep a full-dimensional cell as its facets, vertex mean and box only (a tenth or less of its bytes),
+        while the node waits in a queue over its memory cap; ``restore`` rebuilds the vertices."""
+        if isinstance(self.cell, Cell) and _solid(self.cell):
+            self.cell = _compact(self.cell, self.cell.dim_ambient)
+
+    def restore(self) -> None:
+        """Rebuild the vertices of a shed cell: a box around it, clipped by its facets."""
+        if not isinstance(self.cell, _Facets):
+            return
+        facets = self.cell
+        pad = 0.125 * (facets.hi - facets.lo) + _CELL_ROUNDING * (1.0 + np.abs(facets.lo) + np.abs(facets.hi))
+        self.set_cell(_clip_or_keep(Cell.box(facets.lo - pad, facets.hi + pad), facets.A, facets.b))
+
     @property
     def priority(self) -> float:
         """The volume of the node's box (its share of the domain where unbounded), times ``_OUTSIDE_WEIGHT``
@@ -86,8 +102,10 @@ class _Node:
     def nbytes(self) -> int:
         """The bytes of the node's arrays (its cell's included)."""
         arrays = [self.lo, self.hi, self.A, self.b, self.E, self.f, self.phases, self.M, self.c]
-        if self.cell is not None:
+        if isinstance(self.cell, Cell):
             arrays += [self.cell.A, self.cell.b, self.cell.V, self.cell.Z]
+        elif self.cell is not None:
+            arrays += [self.cell.A, self.cell.b, self.cell.centre, self.cell.lo, self.cell.hi]
         return sum(array.nbytes for array in arrays if array is not None)
 
     @property
