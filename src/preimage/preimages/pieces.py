@@ -29,7 +29,8 @@ class _RawPiece:
 
 
 # The layout of a checkpoint's search state (2: the queue is a heap of prioritised entries; 3: strict rows are
-# kept as rows, cells drop the rows that are no facets; 4: subdomains carry their units' ranges).
+# kept as rows, cells drop the rows that are no facets; 4: subdomains carry their units' ranges; 5: subdomains
+# carry whether their centroid meets the target, and wait in a full queue with their facets only).
 _STATE_FORMAT = b"search state 5"
 
 

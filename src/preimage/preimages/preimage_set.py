@@ -204,14 +204,21 @@ class PreimageSet:
             spread = np.ptp(points, axis=0)
             axis = int(np.argmin(np.mean(high - low, axis=0) / np.where(spread > 0, spread, 1.0)))
             order = np.argsort(points[:, axis], kind="stable")
-            ordered = points[order]
-            first = np.searchsorted(ordered[:, axis], low[:, axis], side="left")
-            last = np.searchsorted(ordered[:, axis], high[:, axis], side="right")
+            columns = np.ascontiguousarray(points[order].T)
+            first = np.searchsorted(columns[axis], low[:, axis], side="left")
+            last = np.searchsorted(columns[axis], high[:, axis], side="right")
+            # Then the other axes one at a time, each on the points left by those before.
+            others_axes = [j for j in np.argsort(np.mean(high - low, axis=0) / np.where(spread > 0, spread, 1.0))
+                           if j != axis]
             for k in np.flatnonzero(last > first):
-                block = ordered[first[k]:last[k]]
-                inside = np.all((block >= low[k]) & (block <= high[k]), axis=1)
-                if inside.any():
-                    test(order[first[k]:last[k]][inside], int(boxed[k]))
+                index = np.arange(first[k], last[k])
+                for j in others_axes:
+                    values = columns[j][index]
+                    index = index[(values >= low[k, j]) & (values <= high[k, j])]
+                    if not index.size:
+                        break
+                if index.size:
+                    test(order[index], int(boxed[k]))
         if others.size:
             everyone = np.arange(points.shape[0], dtype=np.intp)
             for i in others:
