@@ -75,7 +75,7 @@ def main() -> None:
     RESULTS.mkdir(exist_ok=True)
     for topic in chosen:
         section = _run_topic(topic, args)
-        if not section.lstrip().startswith("Machine:"):
+        if "Machine:" not in section:
             section = f"Machine: {machine()}\n\n{section}"
         _write_atomic(RESULTS / f"{topic}.md", section)
     print(assemble(Path(args.out)))
