@@ -202,17 +202,16 @@ class PreimageSet:
             low, high = lo - pad[:, None], hi + pad[:, None]
             # Points sorted along the axis the boxes are thinnest on: each box's slab is one slice of them.
             spread = np.ptp(points, axis=0)
-            axis = int(np.argmin(np.mean(high - low, axis=0) / np.where(spread > 0, spread, 1.0)))
+            thinnest = np.argsort(np.mean(high - low, axis=0) / np.where(spread > 0, spread, 1.0), kind="stable")
+            axis = int(thinnest[0])
             order = np.argsort(points[:, axis], kind="stable")
             columns = np.ascontiguousarray(points[order].T)
             first = np.searchsorted(columns[axis], low[:, axis], side="left")
             last = np.searchsorted(columns[axis], high[:, axis], side="right")
             # Then the other axes one at a time, each on the points left by those before.
-            others_axes = [j for j in np.argsort(np.mean(high - low, axis=0) / np.where(spread > 0, spread, 1.0))
-                           if j != axis]
             for k in np.flatnonzero(last > first):
                 index = np.arange(first[k], last[k])
-                for j in others_axes:
+                for j in thinnest[1:]:
                     values = columns[j][index]
                     index = index[(values >= low[k, j]) & (values <= high[k, j])]
                     if not index.size:
