@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .._io import write_atomic
-from .pieces import _Facets
+from ..geometry.cells import Cell
 
 __all__ = ["Budget"]
 
@@ -94,8 +94,7 @@ class _State:
             shed = self.held >= _SHED_SHARE * cap
             if shed and not self.stack:
                 node.shed()
-            if self.stack or self.held >= cap or (shed and node.cell is not None
-                                                  and not isinstance(node.cell, _Facets)):
+            if self.stack or self.held >= cap or (shed and isinstance(node.cell, Cell)):
                 self.stack.append(entry)
             else:
                 heapq.heappush(self.queue, entry)

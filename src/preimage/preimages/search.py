@@ -227,16 +227,16 @@ class _Search:
     def _probe(self, nodes: list[_Node]) -> None:
         """Mark the nodes whose cell's centroid misses the target (one batched forward pass): the queue takes
         them later (``_Node.priority``)."""
-        held = [node for node in nodes if node.cell is not None]
-        if not held:
+        with_cells = [node for node in nodes if node.cell is not None]
+        if not with_cells:
             return
-        centroids = np.stack([node.cell.centroid() for node in held])
-        conj = np.array([node.conj for node in held])
+        centroids = np.stack([node.cell.centroid() for node in with_cells])
+        conj = np.array([node.conj for node in with_cells])
         for j in np.unique(conj):
             index = np.flatnonzero(conj == j)
             met = satisfies(self.conjunctions[j], self.net, centroids[index])
             for i, ok in zip(index, met):
-                held[i].inside = bool(ok)
+                with_cells[i].inside = bool(ok)
 
     def _bounds(self, group, conj, stage, first_layer):
         stages = self.stages[stage:]
